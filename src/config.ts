@@ -1,0 +1,75 @@
+/**
+ * The one place that reads the environment. Every variable is documented in the
+ * README's configuration table; keep the two in step.
+ */
+export type StoreConfig =
+  | { kind: 'fs'; directory: string }
+  | { kind: 'gcs'; bucket: string; prefix: string };
+
+export type UrlMode = 'public' | 'signed' | 'none';
+
+export interface Config {
+  port: number;
+  /** Suffix for host routing (`kontain.me`); empty means path routing only. */
+  domain: string;
+  store: StoreConfig;
+  /** How blob GETs reach GCS: redirect to the public URL, to a V4 signed URL, or stream through the app. */
+  gcsUrlMode: UrlMode;
+  gcsSignedUrlExpirySeconds: number;
+  /** A GCS JSON API endpoint other than Google's (local test endpoints). */
+  gcsEndpoint?: string;
+  logLevel: string;
+  /** Bytes of manifests held in memory. */
+  manifestCacheBytes: number;
+  /** Lifetime of cache pointers, in seconds. */
+  ttlSeconds: number;
+  /** Google Cloud project, used to form Cloud Logging trace names. */
+  project?: string;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const storeSpec = env.KONTAIN_STORE?.trim() || './data';
+  return {
+    port: integer(env, 'PORT', 8080, 0, 65535),
+    domain: (env.KONTAIN_DOMAIN ?? '').trim().toLowerCase().replace(/^\.+|\.+$/g, ''),
+    store: parseStore(storeSpec),
+    gcsUrlMode: oneOf(env, 'KONTAIN_GCS_URL_MODE', ['public', 'signed', 'none'] as const, 'public'),
+    gcsSignedUrlExpirySeconds: integer(env, 'KONTAIN_GCS_SIGNED_URL_EXPIRY', 900, 1, 7 * 24 * 3600),
+    gcsEndpoint: env.KONTAIN_GCS_ENDPOINT?.trim() || undefined,
+    logLevel: oneOf(env, 'KONTAIN_LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info'),
+    manifestCacheBytes: integer(env, 'KONTAIN_MANIFEST_CACHE_BYTES', 64 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
+    ttlSeconds: integer(env, 'KONTAIN_TTL', 24 * 3600, 1, Number.MAX_SAFE_INTEGER),
+    project: env.GOOGLE_CLOUD_PROJECT?.trim() || undefined,
+  };
+}
+
+function parseStore(spec: string): StoreConfig {
+  if (!spec.startsWith('gs://')) return { kind: 'fs', directory: spec };
+  const match = /^gs:\/\/([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:\/(.*))?$/.exec(spec);
+  if (!match) throw new ConfigError(`KONTAIN_STORE=${spec} is not gs://bucket[/prefix] with a valid bucket name`);
+  return { kind: 'gcs', bucket: match[1]!, prefix: (match[2] ?? '').replace(/^\/+|\/+$/g, '') };
+}
+
+function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name]?.trim();
+  if (!raw) return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name}=${raw} must be an integer between ${min} and ${max}`);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, values: readonly T[], fallback: T): T {
+  const raw = env[name]?.trim();
+  if (!raw) return fallback;
+  if (!values.includes(raw as T)) throw new ConfigError(`${name}=${raw} must be one of ${values.join(', ')}`);
+  return raw as T;
+}

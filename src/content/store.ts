@@ -1,0 +1,201 @@
+import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { LRUCache } from 'lru-cache';
+import { ObjectNotFound, type ByteRange, type ObjectInfo, type StorageBackend } from '../storage/backend.js';
+import { DigestingStream, digestHex, isSha256Digest, sha256Digest } from '../oci/digest.js';
+import type { Descriptor, StoredManifest } from '../oci/types.js';
+import { SingleFlight } from '../util/single-flight.js';
+
+/** A cache pointer: a name (service + key) for a manifest, with the time it was made. */
+export interface Pointer {
+  descriptor: Descriptor;
+  created: string;
+}
+
+export interface BlobInfo {
+  digest: string;
+  size: number;
+  created: Date;
+}
+
+export interface ContentStoreOptions {
+  /** Bytes of manifests kept in memory. */
+  manifestCacheBytes?: number;
+  /** How long a pointer stays valid, in milliseconds. */
+  pointerTTLms?: number;
+}
+
+/** Thrown when bytes that were written do not hash to the digest the writer expected. */
+export class DigestMismatch extends Error {
+  constructor(readonly expected: string, readonly actual: string) {
+    super(`content digest ${actual} does not match the expected ${expected}`);
+    this.name = 'DigestMismatch';
+  }
+}
+
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Content-addressed storage over any backend: blobs and manifests by digest, and named
+ * pointers (cache keys) with a creation time. The only place that knows object names:
+ *
+ *   blobs/sha256/<hex>              layer and config bytes
+ *   manifests/sha256/<hex>          manifest and index bytes, content type = media type
+ *   pointers/<service>/<key>.json   a Pointer
+ *   tmp/<uuid>                      uploads whose digest is not known yet
+ */
+export class ContentStore {
+  private readonly manifests: LRUCache<string, StoredManifest>;
+  private readonly builds = new SingleFlight<Descriptor>();
+  readonly pointerTTLms: number;
+
+  constructor(readonly backend: StorageBackend, options: ContentStoreOptions = {}) {
+    this.manifests = new LRUCache({
+      maxSize: options.manifestCacheBytes ?? 64 * 1024 * 1024,
+      sizeCalculation: (m) => m.bytes.length + 200,
+    });
+    this.pointerTTLms = options.pointerTTLms ?? 24 * 3600 * 1000;
+  }
+
+  static blobName(digest: string): string {
+    return `blobs/sha256/${digestHex(digest)}`;
+  }
+
+  static manifestName(digest: string): string {
+    return `manifests/sha256/${digestHex(digest)}`;
+  }
+
+  static pointerName(service: string, key: string): string {
+    return `pointers/${service}/${encodeURIComponent(key)}.json`;
+  }
+
+  async statBlob(digest: string): Promise<BlobInfo | undefined> {
+    if (!isSha256Digest(digest)) return undefined;
+    const info = await this.backend.stat(ContentStore.blobName(digest));
+    return info && { digest, size: info.size, created: info.created };
+  }
+
+  /** Streams a blob; rejects with ObjectNotFound when absent. */
+  readBlob(digest: string, range?: ByteRange): Promise<Readable> {
+    return this.backend.read(ContentStore.blobName(digest), range);
+  }
+
+  /** Where a client may fetch the blob directly, when the backend offers such a URL. */
+  async blobURL(digest: string): Promise<string | undefined> {
+    return this.backend.downloadURL?.(ContentStore.blobName(digest));
+  }
+
+  /**
+   * Streams bytes into the store, hashing them on the way, then files them under their
+   * digest. With `expected`, bytes that hash differently are discarded and the call
+   * rejects with DigestMismatch: nothing unverified ever appears under a digest.
+   */
+  async putBlob(body: Readable, expected?: string): Promise<{ digest: string; size: number }> {
+    const digesting = new DigestingStream();
+    const tmp = `tmp/${randomUUID()}`;
+    const hashed = body.pipe(digesting);
+    body.on('error', (err) => digesting.destroy(err));
+    await this.backend.createIfAbsent(tmp, hashed);
+    const digest = digesting.digest;
+    if (expected && expected !== digest) {
+      await this.backend.delete(tmp);
+      throw new DigestMismatch(expected, digest);
+    }
+    await this.backend.moveIfAbsent(tmp, ContentStore.blobName(digest), {
+      contentType: 'application/octet-stream',
+      metadata: { digest },
+    });
+    return { digest, size: digesting.size };
+  }
+
+  /** Stores small bytes whose digest is computed here (configs, mostly). */
+  async putBlobBytes(bytes: Buffer): Promise<{ digest: string; size: number }> {
+    const digest = sha256Digest(bytes);
+    await this.backend.createIfAbsent(ContentStore.blobName(digest), Readable.from([bytes]), {
+      contentType: 'application/octet-stream',
+      metadata: { digest },
+    });
+    return { digest, size: bytes.length };
+  }
+
+  /** Stores manifest bytes verbatim (never re-marshalled: the digest covers the bytes). */
+  async putManifest(bytes: Buffer, mediaType: string): Promise<Descriptor> {
+    if (bytes.length > MAX_MANIFEST_BYTES) throw new Error(`manifest of ${bytes.length} bytes exceeds 4 MiB`);
+    const digest = sha256Digest(bytes);
+    await this.backend.createIfAbsent(ContentStore.manifestName(digest), Readable.from([bytes]), {
+      contentType: mediaType,
+      metadata: { digest },
+    });
+    this.manifests.set(digest, { bytes, mediaType, digest });
+    return { mediaType, digest, size: bytes.length };
+  }
+
+  /** A manifest by digest, from memory or read through from the store. */
+  async getManifest(digest: string): Promise<StoredManifest | undefined> {
+    if (!isSha256Digest(digest)) return undefined;
+    const cached = this.manifests.get(digest);
+    if (cached) return cached;
+    const name = ContentStore.manifestName(digest);
+    const info = await this.backend.stat(name);
+    if (!info) return undefined;
+    const bytes = await readAll(await this.backend.read(name).catch(notFoundAsUndefined));
+    if (!bytes || sha256Digest(bytes) !== digest) return undefined;
+    const manifest = { bytes, mediaType: info.contentType, digest };
+    this.manifests.set(digest, manifest);
+    return manifest;
+  }
+
+  async getPointer(service: string, key: string): Promise<Pointer | undefined> {
+    const name = ContentStore.pointerName(service, key);
+    const stream = await this.backend.read(name).catch(notFoundAsUndefined);
+    if (!stream) return undefined;
+    const pointer = JSON.parse((await readAll(stream)).toString('utf8')) as Pointer;
+    if (Date.now() - Date.parse(pointer.created) > this.pointerTTLms) return undefined;
+    return pointer;
+  }
+
+  /** Pointers are replaced, not created once: a newer build of the same key wins. */
+  async setPointer(service: string, key: string, descriptor: Descriptor): Promise<void> {
+    const name = ContentStore.pointerName(service, key);
+    const pointer: Pointer = { descriptor, created: new Date().toISOString() };
+    await this.backend.delete(name);
+    await this.backend.createIfAbsent(name, Readable.from([Buffer.from(JSON.stringify(pointer))]), {
+      contentType: 'application/json',
+    });
+  }
+
+  /**
+   * The cached image for (service, key), building it once if there is none: concurrent
+   * callers for the same key share one build.
+   */
+  async cached(service: string, key: string, build: () => Promise<Descriptor>): Promise<Descriptor> {
+    const hit = await this.getPointer(service, key);
+    if (hit && (await this.getManifest(hit.descriptor.digest))) return hit.descriptor;
+    return this.builds.run(`${service}\0${key}`, async () => {
+      const descriptor = await build();
+      await this.setPointer(service, key, descriptor);
+      return descriptor;
+    });
+  }
+
+  list(prefix: string): AsyncIterable<{ name: string; info: ObjectInfo }> {
+    return this.backend.list(prefix);
+  }
+}
+
+async function readAll(stream: Readable): Promise<Buffer>;
+async function readAll(stream: Readable | undefined): Promise<Buffer | undefined>;
+async function readAll(stream: Readable | undefined): Promise<Buffer | undefined> {
+  if (!stream) return undefined;
+  const chunks: Buffer[] = [];
+  await pipeline(stream, async function* (source) {
+    for await (const chunk of source) chunks.push(chunk as Buffer);
+  });
+  return Buffer.concat(chunks);
+}
+
+function notFoundAsUndefined(err: unknown): undefined {
+  if (err instanceof ObjectNotFound) return undefined;
+  throw err;
+}

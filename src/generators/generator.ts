@@ -1,0 +1,58 @@
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { ContentStore } from '../content/store.js';
+import type { AcceptedTypes } from '../registry/accept.js';
+import type { Descriptor, StoredManifest } from '../oci/types.js';
+import type { ByteRange } from '../storage/backend.js';
+import type { Config } from '../config.js';
+
+/** What a generator is asked for when a client requests a manifest by tag. */
+export interface TagRequest {
+  /** The repository with the service stripped: `random.kontain.me/foo` and `localhost/random/foo` both give `foo`. */
+  repository: string;
+  tag: string;
+  accept: AcceptedTypes;
+  log: Logger;
+}
+
+/** A blob a generator can produce on demand (mirror fetches it from upstream). */
+export interface BlobSource {
+  size: number;
+  /** The bytes, or a byte range of them; rejects when the content cannot be had. */
+  open(range?: ByteRange): Promise<Readable>;
+}
+
+export interface TagPage {
+  tags: string[];
+  /** The `last` value for the next page, when there is one. */
+  next?: string;
+}
+
+/**
+ * One host's image maker. It returns descriptors of content it has put in the store (or,
+ * for hosts that fetch on demand, can produce through the optional methods); it never
+ * writes HTTP.
+ */
+export interface Generator {
+  readonly service: string;
+  /** One sentence for the landing page: what pulling from this host gives you. */
+  readonly summary: string;
+  /** `repository:tag` examples for paste-able pull commands. */
+  readonly examples: string[];
+  /** The manifest (or index) for a tag; throws RegistryError for tags it cannot satisfy. */
+  manifest(request: TagRequest): Promise<Descriptor>;
+  /** A manifest by digest that is not in the store yet. */
+  fetchManifest?(repository: string, digest: string, log: Logger): Promise<StoredManifest | undefined>;
+  /** A blob that is not in the store yet. */
+  fetchBlob?(repository: string, digest: string, log: Logger): Promise<BlobSource | undefined>;
+  tags?(repository: string, page: { n?: number; last?: string }, log: Logger): Promise<TagPage>;
+  /** The referrers index bytes for a digest, when the generator knows more than "none". */
+  referrers?(repository: string, digest: string, log: Logger): Promise<{ bytes: Buffer; mediaType: string } | undefined>;
+}
+
+/** What every generator is constructed with. */
+export interface GeneratorContext {
+  store: ContentStore;
+  config: Config;
+  log: Logger;
+}

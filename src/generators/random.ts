@@ -1,0 +1,92 @@
+import { randomFill } from 'node:crypto';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
+import tar from 'tar-stream';
+import { RegistryError } from '../registry/errors.js';
+import { writeGzipLayer, type WrittenLayer } from '../oci/layer.js';
+import { writeImage } from '../oci/image.js';
+import type { Descriptor } from '../oci/types.js';
+import type { Generator, GeneratorContext, TagRequest } from './generator.js';
+
+export const RANDOM_MAX_LAYERS = 99;
+export const RANDOM_MAX_SIZE = 99_999_999;
+const DEFAULT_SHAPE = { layers: 1, size: 10_000_000 };
+const UNITS: Record<string, number> = { '': 1, kb: 1000, mb: 1000 * 1000, kib: 1024, mib: 1024 * 1024 };
+const CHUNK = 1 << 20;
+const randomFillAsync = (buffer: Buffer) =>
+  new Promise<Buffer>((resolve, reject) => randomFill(buffer, (err, filled) => (err ? reject(err) : resolve(filled))));
+
+export interface RandomShape {
+  layers: number;
+  /** Bytes of random payload in each layer. */
+  size: number;
+}
+
+/**
+ * Reads `<N>x<SIZE>[unit]` from anywhere in a tag, as kontain.me does (`4x100`,
+ * `foo-2x3mb`); a tag without one (`latest`) gets the default of one 10 MB layer.
+ */
+export function parseRandomTag(tag: string): RandomShape {
+  const match = /(\d+)x(\d+)(kib|mib|kb|mb)?/i.exec(tag);
+  if (!match) return DEFAULT_SHAPE;
+  const layers = Number(match[1]);
+  const unit = (match[3] ?? '').toLowerCase();
+  const size = Number(match[2]) * UNITS[unit]!;
+  if (layers < 1 || layers > RANDOM_MAX_LAYERS) {
+    throw new RegistryError('MANIFEST_UNKNOWN', `tag ${tag} asks for ${layers} layers; random images have 1 to ${RANDOM_MAX_LAYERS} layers`);
+  }
+  if (size < 1 || size > RANDOM_MAX_SIZE) {
+    throw new RegistryError(
+      'MANIFEST_UNKNOWN',
+      `tag ${tag} asks for layers of ${size} bytes; each random layer holds 1 to ${RANDOM_MAX_SIZE.toLocaleString('en-US')} bytes`,
+    );
+  }
+  return { layers, size };
+}
+
+/** A tar holding one file of `size` random bytes, produced chunk by chunk. */
+export function randomLayerTar(name: string, size: number): Readable {
+  const pack = tar.pack();
+  const entry = pack.entry({ name, size, mode: 0o644, mtime: new Date(0), uid: 0, gid: 0, type: 'file' });
+  (async () => {
+    let remaining = size;
+    while (remaining > 0) {
+      const chunk = await randomFillAsync(Buffer.allocUnsafe(Math.min(CHUNK, remaining)));
+      remaining -= chunk.length;
+      if (!entry.write(chunk)) await once(entry, 'drain');
+    }
+    (entry as unknown as { end(): void }).end();
+    pack.finalize();
+  })().catch((err: Error) => pack.destroy(err));
+  return pack as unknown as Readable;
+}
+
+/** `random`: a fresh image of random layers on every tag request. */
+export class RandomGenerator implements Generator {
+  readonly service = 'random';
+  readonly summary = 'A new image of random layers on every pull: N layers of SIZE random bytes each, from a tag like 4x100 (default: one 10 MB layer).';
+  readonly examples = ['random/x:4x100', 'random/busybox:3x10mb'];
+
+  constructor(private readonly context: GeneratorContext) {}
+
+  async manifest(request: TagRequest): Promise<Descriptor> {
+    const shape = parseRandomTag(request.tag);
+    const layers: WrittenLayer[] = [];
+    // Random bytes do not compress: gzip level 0 keeps valid gzip layers without the cost.
+    for (let i = 0; i < shape.layers; i++) {
+      layers.push(await writeGzipLayer(this.context.store, randomLayerTar(`random-${i}`, shape.size), { gzipLevel: 0 }));
+    }
+    const created = new Date().toISOString();
+    return writeImage(this.context.store, {
+      family: request.accept.preferredFamily(),
+      config: {
+        created,
+        architecture: 'amd64',
+        os: 'linux',
+        config: {},
+        history: layers.map((_, i) => ({ created, created_by: `kontain random layer ${i + 1} of ${shape.layers}, ${shape.size} bytes` })),
+      },
+      layers,
+    });
+  }
+}

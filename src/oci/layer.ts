@@ -1,0 +1,36 @@
+import { createGzip } from 'node:zlib';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import type { ContentStore } from '../content/store.js';
+import { DigestingStream } from './digest.js';
+
+/** A layer as written: what a manifest descriptor and a config's diff_ids need. */
+export interface WrittenLayer {
+  /** Digest of the compressed blob (the manifest's layer digest). */
+  digest: string;
+  size: number;
+  /** Digest of the uncompressed tar (the config's rootfs.diff_ids entry). */
+  diffID: string;
+  uncompressedSize: number;
+}
+
+export interface LayerWriteOptions {
+  /**
+   * gzip level, 0-9. Level 0 writes stored deflate blocks: still a valid gzip layer that
+   * every client accepts, with no time spent on data that will not shrink.
+   */
+  gzipLevel?: number;
+}
+
+/**
+ * tar → sha256 (diffID) → gzip → sha256 (digest) → store, in one streaming pass: no
+ * layer is ever held in memory.
+ */
+export async function writeGzipLayer(store: ContentStore, tar: Readable, options: LayerWriteOptions = {}): Promise<WrittenLayer> {
+  const uncompressed = new DigestingStream();
+  const gzip = createGzip({ level: options.gzipLevel ?? 6, chunkSize: 256 * 1024 });
+  const stored = store.putBlob(gzip);
+  await Promise.all([pipeline(tar, uncompressed, gzip), stored]);
+  const blob = await stored;
+  return { digest: blob.digest, size: blob.size, diffID: uncompressed.digest, uncompressedSize: uncompressed.size };
+}

@@ -1,0 +1,243 @@
+import type { Request, Response, NextFunction, RequestHandler } from 'express';
+import type { Logger } from 'pino';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import type { ContentStore } from '../content/store.js';
+import type { Generator } from '../generators/generator.js';
+import { MediaType, isIndexType } from '../oci/mediatypes.js';
+import type { Descriptor, ImageIndex, StoredManifest } from '../oci/types.js';
+import { ObjectNotFound } from '../storage/backend.js';
+import { AcceptedTypes } from './accept.js';
+import { RegistryError } from './errors.js';
+import { checkDigest, checkName, parseReference } from './names.js';
+import { parseRegistryPath } from './paths.js';
+import { parseRange } from './range.js';
+import { resolveService, type ServiceTarget } from './services.js';
+import { selectPlatform } from './platform.js';
+
+export interface RegistryOptions {
+  store: ContentStore;
+  generators: ReadonlyMap<string, Generator>;
+  domain: string;
+}
+
+/** Fields the request logger reports for registry requests. */
+export interface RequestLogFields {
+  service?: string;
+  repository?: string;
+  reference?: string;
+}
+
+const PUSH_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+const EMPTY_INDEX = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] }));
+
+/** The distribution API (pull side) over a content store and a set of generators. */
+export function registryRouter(options: RegistryOptions): RequestHandler {
+  const { store, generators, domain } = options;
+  const services = new Set(generators.keys());
+
+  async function handle(req: Request, res: Response): Promise<void> {
+    res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+    const path = parseRegistryPath(req.path);
+    const log: Logger = res.locals.log;
+    const fields: RequestLogFields = res.locals.fields;
+
+    if (PUSH_METHODS.has(req.method)) {
+      throw new RegistryError('UNSUPPORTED', `${req.method} is not supported: kontain is a read-only registry that makes images when they are pulled`);
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      throw new RegistryError('UNSUPPORTED', `${req.method} is not supported`);
+    }
+    if (path.kind === 'base') {
+      sendJSON(res, req, 200, Buffer.from('{}'), 'application/json');
+      return;
+    }
+    if (path.kind === 'catalog') {
+      throw new RegistryError('UNSUPPORTED', 'the catalog is not available: images exist only once they are asked for', { status: 404 });
+    }
+    if (path.kind === 'unknown') {
+      throw new RegistryError('NAME_UNKNOWN', `no registry API route for ${req.path}`, { status: 404 });
+    }
+    checkName(path.name);
+    const target = resolveService(req.headers.host, domain, path.name, services);
+    const generator = generators.get(target.service)!;
+    fields.service = target.service;
+    fields.repository = target.repository;
+
+    switch (path.kind) {
+      case 'upload':
+        throw new RegistryError('UNSUPPORTED', 'uploads are not supported: kontain is a read-only registry');
+      case 'manifest':
+        fields.reference = path.reference;
+        return serveManifest(req, res, generator, target, path.reference, log);
+      case 'blob':
+        fields.reference = path.digest;
+        return serveBlob(req, res, generator, target, path.digest, log);
+      case 'tags':
+        return serveTags(req, res, generator, target, path.name, log);
+      case 'referrers':
+        fields.reference = path.digest;
+        return serveReferrers(req, res, generator, target, path.digest, log);
+    }
+  }
+
+  async function serveManifest(req: Request, res: Response, generator: Generator, target: ServiceTarget, reference: string, log: Logger): Promise<void> {
+    const ref = parseReference(reference);
+    const accept = AcceptedTypes.fromHeaders(req.headers.accept);
+    let manifest: StoredManifest | undefined;
+    if (ref.tag !== undefined) {
+      const descriptor = await generator.manifest({ repository: target.repository, tag: ref.tag, accept, log });
+      manifest = await store.getManifest(descriptor.digest);
+      if (!manifest) throw new Error(`${generator.service} returned ${descriptor.digest}, which is not in the store`);
+      manifest = await negotiate(manifest, accept, ref.tag);
+    } else {
+      manifest = await findManifest(generator, target, ref.digest, log);
+      if (!manifest) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${ref.digest} is not known to ${generator.service}`, { detail: { digest: ref.digest } });
+      if (!accept.accepts(manifest.mediaType)) {
+        throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${ref.digest} is ${manifest.mediaType}, which the request's Accept header does not include`);
+      }
+    }
+    res.setHeader('Docker-Content-Digest', manifest.digest);
+    res.setHeader('ETag', `"${manifest.digest}"`);
+    if (req.headers['if-none-match'] === `"${manifest.digest}"`) {
+      res.status(304).end();
+      return;
+    }
+    sendJSON(res, req, 200, manifest.bytes, manifest.mediaType);
+  }
+
+  /**
+   * Serves what the client accepts: an index goes to a client that only takes single
+   * manifests as its linux/amd64 (or only) child, never converted between formats.
+   */
+  async function negotiate(manifest: StoredManifest, accept: AcceptedTypes, tag: string): Promise<StoredManifest> {
+    if (accept.accepts(manifest.mediaType)) return manifest;
+    if (isIndexType(manifest.mediaType)) {
+      const index = JSON.parse(manifest.bytes.toString('utf8')) as ImageIndex;
+      const child = selectPlatform(index.manifests, { os: 'linux', architecture: 'amd64' });
+      if (child && accept.accepts(child.mediaType)) {
+        const childManifest = await store.getManifest(child.digest);
+        if (childManifest) return childManifest;
+      }
+    }
+    throw new RegistryError('MANIFEST_UNKNOWN', `${tag} is ${manifest.mediaType}, and the request's Accept header takes none of it or its platform images`);
+  }
+
+  async function findManifest(generator: Generator, target: ServiceTarget, digest: string, log: Logger): Promise<StoredManifest | undefined> {
+    return (await store.getManifest(digest)) ?? (await generator.fetchManifest?.(target.repository, digest, log));
+  }
+
+  async function serveBlob(req: Request, res: Response, generator: Generator, target: ServiceTarget, reference: string, log: Logger): Promise<void> {
+    const digest = checkDigest(reference);
+    const stored = await store.statBlob(digest);
+    const source = stored
+      ? { size: stored.size, open: (range?: { start: number; end: number }) => store.readBlob(digest, range) }
+      : await generator.fetchBlob?.(target.repository, digest, log);
+    if (!source) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest} is not known to ${generator.service}`, { detail: { digest } });
+
+    res.setHeader('Docker-Content-Digest', digest);
+    res.setHeader('ETag', `"${digest}"`);
+    res.setHeader('Cache-Control', 'max-age=31536000, immutable');
+    res.setHeader('Accept-Ranges', 'bytes');
+    res.setHeader('Content-Type', 'application/octet-stream');
+    if (req.method === 'HEAD') {
+      res.setHeader('Content-Length', source.size);
+      res.status(200).end();
+      return;
+    }
+    // Redirect only to an object that exists: `stored` is the store's own answer.
+    if (stored) {
+      const url = await store.blobURL(digest);
+      if (url) {
+        res.removeHeader('Content-Type');
+        res.redirect(307, url);
+        return;
+      }
+    }
+    const range = parseRange(req.headers.range, source.size);
+    if (range.kind === 'unsatisfiable') {
+      throw new RegistryError('RANGE_INVALID', `range ${req.headers.range} is outside the blob's ${source.size} bytes`, {
+        headers: { 'Content-Range': `bytes */${source.size}` },
+      });
+    }
+    let body: Readable;
+    try {
+      body = await source.open(range.kind === 'range' ? range.range : undefined);
+    } catch (err) {
+      // Deleted between stat and read (garbage collection): the client may simply retry.
+      if (err instanceof ObjectNotFound) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest} is no longer available`);
+      throw err;
+    }
+    if (range.kind === 'range') {
+      const { start, end } = range.range;
+      res.status(206);
+      res.setHeader('Content-Range', `bytes ${start}-${end}/${source.size}`);
+      res.setHeader('Content-Length', end - start + 1);
+    } else {
+      res.status(200);
+      res.setHeader('Content-Length', source.size);
+    }
+    try {
+      await pipeline(body, res);
+    } catch (err) {
+      // The client went away or the source failed mid-stream: headers are gone, so the
+      // connection is cut and the client sees a short body (and a digest mismatch).
+      log.warn({ err, digest }, 'blob stream ended early');
+      res.destroy();
+    }
+  }
+
+  async function serveTags(req: Request, res: Response, generator: Generator, target: ServiceTarget, name: string, log: Logger): Promise<void> {
+    const n = parsePageSize(req.query.n);
+    const last = typeof req.query.last === 'string' ? req.query.last : undefined;
+    // Hosts that make any tag on request have no list to give: an empty one (not an
+    // error) keeps `skopeo inspect` and `crane ls` working.
+    const page = generator.tags ? await generator.tags(target.repository, { n, last }, log) : { tags: [] };
+    if ('next' in page && page.next !== undefined && n !== undefined) {
+      const params = new URLSearchParams({ n: String(n), last: page.next });
+      res.setHeader('Link', `</v2/${name}/tags/list?${params}>; rel="next"`);
+    }
+    sendJSON(res, req, 200, Buffer.from(JSON.stringify({ name, tags: page.tags })), 'application/json');
+  }
+
+  async function serveReferrers(req: Request, res: Response, generator: Generator, target: ServiceTarget, reference: string, log: Logger): Promise<void> {
+    const digest = checkDigest(reference);
+    const known = await generator.referrers?.(target.repository, digest, log);
+    if (known) {
+      sendJSON(res, req, 200, known.bytes, known.mediaType);
+      return;
+    }
+    if (!(await findManifest(generator, target, digest, log))) {
+      throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${digest} is not known to ${generator.service}`, { detail: { digest } });
+    }
+    sendJSON(res, req, 200, EMPTY_INDEX, MediaType.ociIndex);
+  }
+
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (!req.path.startsWith('/v2/') && req.path !== '/v2') {
+      next();
+      return;
+    }
+    handle(req, res).catch((err: unknown) => next(err));
+  };
+}
+
+function parsePageSize(raw: unknown): number | undefined {
+  if (raw === undefined) return undefined;
+  const value = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(value)) {
+    throw new RegistryError('PAGINATION_NUMBER_INVALID', `n=${String(raw)} is not a non-negative integer`);
+  }
+  return value;
+}
+
+/** Small JSON bodies: exact bytes, exact type, length on HEAD too. */
+function sendJSON(res: Response, req: Request, status: number, bytes: Buffer, contentType: string): void {
+  res.status(status);
+  res.setHeader('Content-Type', contentType);
+  res.setHeader('Content-Length', bytes.length);
+  if (req.method === 'HEAD') res.end();
+  else res.end(bytes);
+}
+
+export type { Descriptor };

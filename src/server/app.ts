@@ -1,0 +1,79 @@
+import express, { type Request, type Response, type NextFunction, type Express } from 'express';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import type { ContentStore } from '../content/store.js';
+import type { Generator } from '../generators/generator.js';
+import { RegistryError } from '../registry/errors.js';
+import { registryRouter } from '../registry/router.js';
+import { serviceFromHost } from '../registry/services.js';
+import { indexLandingPage, serviceLandingPage } from './landing.js';
+import { requestLogger } from './logging.js';
+
+export interface AppDependencies {
+  config: Config;
+  store: ContentStore;
+  generators: ReadonlyMap<string, Generator>;
+  log: Logger;
+}
+
+/** The Express app: request log, health, landing pages, the registry API, error bodies. */
+export function createApp({ config, store, generators, log }: AppDependencies): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.set('trust proxy', true);
+  app.use(requestLogger(log, config.project));
+
+  app.get('/healthz', (_req, res) => {
+    res.type('text/plain').send('ok\n');
+  });
+
+  app.use(registryRouter({ store, generators, domain: config.domain }));
+
+  app.get('/', (req, res, next) => {
+    const service = serviceFromHost(req.headers.host, config.domain);
+    const host = req.headers.host ?? `localhost:${config.port}`;
+    if (service === undefined) {
+      res.type('html').send(indexLandingPage(generators.values(), config.domain, host));
+      return;
+    }
+    const generator = generators.get(service);
+    if (!generator) {
+      next();
+      return;
+    }
+    res.type('html').send(serviceLandingPage(generator, config.domain, host));
+  });
+
+  // Path form of a host's page: localhost:8080/random
+  app.get('/:service', (req, res, next) => {
+    const generator = generators.get(req.params.service as string);
+    if (!generator || serviceFromHost(req.headers.host, config.domain) !== undefined) {
+      next();
+      return;
+    }
+    res.type('html').send(serviceLandingPage(generator, config.domain, req.headers.host ?? `localhost:${config.port}`));
+  });
+
+  app.use((req: Request, _res: Response, next: NextFunction) => {
+    next(new RegistryError('NAME_UNKNOWN', `nothing is served at ${req.method} ${req.path}`, { status: 404 }));
+  });
+
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const known = err instanceof RegistryError ? err : undefined;
+    const error = known ?? new RegistryError('UNKNOWN', 'internal error while making this image; the log has the details');
+    if (!known) (res.locals.log as Logger ?? log).error({ err }, `unexpected error on ${req.method} ${req.originalUrl}`);
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const body = Buffer.from(JSON.stringify(error.toJSON()));
+    res.status(error.status);
+    for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, value);
+    res.setHeader('Content-Type', 'application/json');
+    res.setHeader('Content-Length', body.length);
+    if (req.method === 'HEAD') res.end();
+    else res.end(body);
+  });
+  return app;
+}

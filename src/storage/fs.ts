@@ -1,0 +1,173 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, link, rename, unlink, stat, readFile, readdir, rm } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { ObjectNotFound, type ByteRange, type ObjectInfo, type StorageBackend, type WriteOptions } from './backend.js';
+
+const META_SUFFIX = '.meta.json';
+const TMP_DIR = '.tmp';
+
+interface Sidecar {
+  contentType: string;
+  metadata: Record<string, string>;
+}
+
+/**
+ * The embedded default store: one directory. An object is written to a temp file,
+ * fsynced, then hard-linked under its final name (link fails if the name exists, which
+ * gives create-if-absent atomically); a crash leaves at most a stray temp file, never a
+ * half-written object under its final name. Content type and metadata live in a small
+ * sidecar written before the object appears.
+ */
+export class FsBackend implements StorageBackend {
+  readonly description: string;
+
+  constructor(private readonly root: string) {
+    this.root = path.resolve(root);
+    this.description = `fs:${this.root}`;
+  }
+
+  private pathOf(name: string): string {
+    const clean = path.posix.normalize(name);
+    if (clean.startsWith('..') || path.posix.isAbsolute(clean) || clean.includes('\0') || clean.startsWith(TMP_DIR + '/')) {
+      throw new Error(`invalid object name ${JSON.stringify(name)}`);
+    }
+    return path.join(this.root, clean);
+  }
+
+  async stat(name: string): Promise<ObjectInfo | undefined> {
+    const file = this.pathOf(name);
+    try {
+      const st = await stat(file);
+      if (!st.isFile()) return undefined;
+      const sidecar = await readSidecar(file);
+      return { size: st.size, contentType: sidecar.contentType, metadata: sidecar.metadata, created: st.mtime };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async read(name: string, range?: ByteRange): Promise<Readable> {
+    const file = this.pathOf(name);
+    // Open first so that a missing object rejects here rather than as a stream error.
+    let handle;
+    try {
+      handle = await open(file, 'r');
+    } catch (err) {
+      if (isNotFound(err)) throw new ObjectNotFound(name);
+      throw err;
+    }
+    return createReadStream('', { fd: handle, start: range?.start, end: range?.end, highWaterMark: 1 << 20 });
+  }
+
+  async createIfAbsent(name: string, body: Readable, options: WriteOptions = {}): Promise<boolean> {
+    const file = this.pathOf(name);
+    const tmp = await this.writeTemp(body);
+    return this.publish(tmp, file, options);
+  }
+
+  async moveIfAbsent(from: string, to: string, options: WriteOptions = {}): Promise<boolean> {
+    const source = this.pathOf(from);
+    const target = this.pathOf(to);
+    const published = await this.publish(source, target, options.contentType || options.metadata ? options : await readSidecar(source));
+    await rm(source + META_SUFFIX, { force: true });
+    return published;
+  }
+
+  async delete(name: string): Promise<void> {
+    const file = this.pathOf(name);
+    await rm(file, { force: true });
+    await rm(file + META_SUFFIX, { force: true });
+  }
+
+  async *list(prefix: string): AsyncIterable<{ name: string; info: ObjectInfo }> {
+    // Walk only the directory the prefix points into, then filter by the full prefix.
+    const dir = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : '';
+    for await (const name of walk(this.root, dir)) {
+      if (!name.startsWith(prefix) || name.endsWith(META_SUFFIX)) continue;
+      const info = await this.stat(name);
+      if (info) yield { name, info };
+    }
+  }
+
+  /** Streams `body` into a fresh temp file and fsyncs it. */
+  private async writeTemp(body: Readable): Promise<string> {
+    const tmpDir = path.join(this.root, TMP_DIR);
+    await mkdir(tmpDir, { recursive: true });
+    const tmp = path.join(tmpDir, randomUUID());
+    try {
+      await pipeline(body, createWriteStream(tmp, { flags: 'wx', highWaterMark: 1 << 20 }));
+      const handle = await open(tmp, 'r+');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return tmp;
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  /** Links `tmp` to `file` if `file` is absent, then removes `tmp` either way. */
+  private async publish(tmp: string, file: string, options: WriteOptions): Promise<boolean> {
+    await mkdir(path.dirname(file), { recursive: true });
+    try {
+      await writeSidecar(file, { contentType: options.contentType ?? 'application/octet-stream', metadata: options.metadata ?? {} });
+      await link(tmp, file);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw err;
+    } finally {
+      await unlink(tmp).catch(() => undefined);
+    }
+  }
+}
+
+async function readSidecar(file: string): Promise<Sidecar> {
+  try {
+    return JSON.parse(await readFile(file + META_SUFFIX, 'utf8')) as Sidecar;
+  } catch {
+    return { contentType: 'application/octet-stream', metadata: {} };
+  }
+}
+
+/** The sidecar is small and rewritten whole, so a temp-and-rename keeps it atomic. */
+async function writeSidecar(file: string, sidecar: Sidecar): Promise<void> {
+  const target = file + META_SUFFIX;
+  const tmp = `${target}.${randomUUID()}`;
+  const handle = await open(tmp, 'wx');
+  try {
+    await handle.writeFile(JSON.stringify(sidecar));
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, target);
+}
+
+async function* walk(root: string, dir: string): AsyncIterable<string> {
+  let entries;
+  try {
+    entries = await readdir(path.join(root, dir), { withFileTypes: true });
+  } catch (err) {
+    if (isNotFound(err)) return;
+    throw err;
+  }
+  for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    if (dir === '' && entry.name === TMP_DIR) continue;
+    const rel = dir ? `${dir}/${entry.name}` : entry.name;
+    if (entry.isDirectory()) yield* walk(root, rel);
+    else if (entry.isFile()) yield rel;
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
