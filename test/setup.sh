@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Makes sure the real programs the tests drive are installed. As root it installs the
+# missing Debian packages; otherwise it says what to install and fails.
+set -euo pipefail
+
+# command → Debian package that provides it
+declare -A PACKAGES=(
+  [skopeo]=skopeo
+  [umoci]=umoci
+  [docker-registry]=docker-registry
+  [htpasswd]=apache2-utils
+  [openssl]=openssl
+)
+
+missing=()
+for command in "${!PACKAGES[@]}"; do
+  command -v "$command" >/dev/null 2>&1 || missing+=("${PACKAGES[$command]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "test/setup.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  exit 0
+fi
+
+echo "npm test needs these Debian packages: ${missing[*]}" >&2
+echo "install them with: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+exit 1

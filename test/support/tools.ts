@@ -1,0 +1,54 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export interface CommandResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a program with a time limit, so a stuck client fails the test instead of hanging it. */
+export async function exec(file: string, args: string[], timeoutMs = 120_000): Promise<CommandResult> {
+  try {
+    return await run(file, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
+  } catch (err) {
+    const e = err as Error & { stderr?: string; stdout?: string };
+    throw new Error(`${file} ${args.join(' ')} failed: ${e.message}\n${e.stderr ?? ''}`);
+  }
+}
+
+let policyPath: string | undefined;
+
+/** A signature policy that accepts anything, so skopeo never reads the machine's own. */
+async function policy(): Promise<string> {
+  if (!policyPath) {
+    const dir = await mkdtemp(path.join(tmpdir(), 'kontain-policy-'));
+    policyPath = path.join(dir, 'policy.json');
+    await writeFile(policyPath, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
+  }
+  return policyPath;
+}
+
+/** `skopeo copy` from a plain-HTTP registry into an OCI layout. */
+export async function skopeoCopy(source: string, destination: string, extra: string[] = []): Promise<CommandResult> {
+  return exec('skopeo', ['copy', '--policy', await policy(), '--src-tls-verify=false', ...extra, source, destination]);
+}
+
+export async function skopeoInspect(source: string, extra: string[] = []): Promise<Record<string, unknown>> {
+  const { stdout } = await exec('skopeo', ['inspect', '--policy', await policy(), '--tls-verify=false', ...extra, source]);
+  return JSON.parse(stdout) as Record<string, unknown>;
+}
+
+export async function skopeoRawManifest(source: string): Promise<Buffer> {
+  const { stdout } = await exec('skopeo', ['inspect', '--raw', '--policy', await policy(), '--tls-verify=false', source]);
+  return Buffer.from(stdout);
+}
+
+/** `umoci unpack` of an OCI layout tag into `bundle` (rootless, so it runs as any user). */
+export async function umociUnpack(layoutAndTag: string, bundle: string): Promise<void> {
+  await exec('umoci', ['unpack', '--rootless', '--image', layoutAndTag, bundle]);
+}
