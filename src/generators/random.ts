@@ -1,4 +1,4 @@
-import { randomFill } from 'node:crypto';
+import { createCipheriv, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
@@ -13,8 +13,7 @@ export const RANDOM_MAX_SIZE = 99_999_999;
 const DEFAULT_SHAPE = { layers: 1, size: 10_000_000 };
 const UNITS: Record<string, number> = { '': 1, kb: 1000, mb: 1000 * 1000, kib: 1024, mib: 1024 * 1024 };
 const CHUNK = 1 << 20;
-const randomFillAsync = (buffer: Buffer) =>
-  new Promise<Buffer>((resolve, reject) => randomFill(buffer, (err, filled) => (err ? reject(err) : resolve(filled))));
+const ZEROS = Buffer.alloc(CHUNK);
 
 export interface RandomShape {
   layers: number;
@@ -44,14 +43,19 @@ export function parseRandomTag(tag: string): RandomShape {
   return { layers, size };
 }
 
-/** A tar holding one file of `size` random bytes, produced chunk by chunk. */
+/**
+ * A tar holding one file of `size` random bytes, produced chunk by chunk. The bytes are
+ * AES-256-CTR keystream under a fresh random key: as unpredictable as the system RNG for
+ * this purpose, and several times faster to make than `randomFill`.
+ */
 export function randomLayerTar(name: string, size: number): Readable {
   const pack = tar.pack();
   const entry = pack.entry({ name, size, mode: 0o644, mtime: new Date(0), uid: 0, gid: 0, type: 'file' });
+  const keystream = createCipheriv('aes-256-ctr', randomBytes(32), randomBytes(16));
   (async () => {
     let remaining = size;
     while (remaining > 0) {
-      const chunk = await randomFillAsync(Buffer.allocUnsafe(Math.min(CHUNK, remaining)));
+      const chunk = keystream.update(ZEROS.subarray(0, Math.min(CHUNK, remaining)));
       remaining -= chunk.length;
       if (!entry.write(chunk)) await once(entry, 'drain');
     }

@@ -1,4 +1,6 @@
 import { createGzip } from 'node:zlib';
+import type { Transform } from 'node:stream';
+import { StoredGzip } from './stored-gzip.js';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { ContentStore } from '../content/store.js';
@@ -16,8 +18,8 @@ export interface WrittenLayer {
 
 export interface LayerWriteOptions {
   /**
-   * gzip level, 0-9. Level 0 writes stored deflate blocks: still a valid gzip layer that
-   * every client accepts, with no time spent on data that will not shrink.
+   * gzip level, 0-9. Level 0 frames the tar as stored deflate blocks: still a valid gzip
+   * layer that every client accepts, with no time spent on data that will not shrink.
    */
   gzipLevel?: number;
 }
@@ -28,7 +30,8 @@ export interface LayerWriteOptions {
  */
 export async function writeGzipLayer(store: ContentStore, tar: Readable, options: LayerWriteOptions = {}): Promise<WrittenLayer> {
   const uncompressed = new DigestingStream();
-  const gzip = createGzip({ level: options.gzipLevel ?? 6, chunkSize: 256 * 1024 });
+  const level = options.gzipLevel ?? 6;
+  const gzip: Transform = level === 0 ? new StoredGzip() : createGzip({ level, chunkSize: 256 * 1024 });
   const stored = store.putBlob(gzip);
   await Promise.all([pipeline(tar, uncompressed, gzip), stored]);
   const blob = await stored;

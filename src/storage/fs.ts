@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { ObjectNotFound, type ByteRange, type ObjectInfo, type StorageBackend, type WriteOptions } from './backend.js';
 
-const META_SUFFIX = '.meta.json';
+const META_SUFFIX = '.meta.json'; // `<name>.<inode>.meta.json`; bare `<name>.meta.json` is the older layout, still read
 const TMP_DIR = '.tmp';
 
 interface Sidecar {
@@ -19,7 +19,10 @@ interface Sidecar {
  * fsynced, then hard-linked under its final name (link fails if the name exists, which
  * gives create-if-absent atomically); a crash leaves at most a stray temp file, never a
  * half-written object under its final name. Content type and metadata live in a small
- * sidecar written before the object appears.
+ * sidecar written before the object appears. The sidecar's name carries the file's
+ * inode (`<name>.<ino>.meta.json`; a hard link keeps the inode), so a writer that loses
+ * the race can never overwrite the winner's sidecar, and the object never appears
+ * without its own.
  */
 export class FsBackend implements StorageBackend {
   readonly description: string;
@@ -40,10 +43,10 @@ export class FsBackend implements StorageBackend {
   async stat(name: string): Promise<ObjectInfo | undefined> {
     const file = this.pathOf(name);
     try {
-      const st = await stat(file);
+      const st = await stat(file, { bigint: true });
       if (!st.isFile()) return undefined;
-      const sidecar = await readSidecar(file);
-      return { size: st.size, contentType: sidecar.contentType, metadata: sidecar.metadata, created: st.mtime };
+      const sidecar = (await readSidecar(sidecarPath(file, st.ino))) ?? (await readSidecar(file + META_SUFFIX)) ?? DEFAULT_SIDECAR;
+      return { size: Number(st.size), contentType: sidecar.contentType, metadata: sidecar.metadata, created: st.mtime };
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -72,14 +75,32 @@ export class FsBackend implements StorageBackend {
   async moveIfAbsent(from: string, to: string, options: WriteOptions = {}): Promise<boolean> {
     const source = this.pathOf(from);
     const target = this.pathOf(to);
-    const published = await this.publish(source, target, options.contentType || options.metadata ? options : await readSidecar(source));
-    await rm(source + META_SUFFIX, { force: true });
+    // Linking a file onto itself would "lose" the race and then unlink the object.
+    if (source === target) throw new Error(`cannot move ${JSON.stringify(from)} onto itself`);
+    let ino: bigint;
+    try {
+      ino = (await stat(source, { bigint: true })).ino;
+    } catch (err) {
+      if (isNotFound(err)) throw new ObjectNotFound(from);
+      throw err;
+    }
+    const sourceSidecar = sidecarPath(source, ino);
+    const published = await this.publish(source, target, options.contentType || options.metadata ? options : ((await readSidecar(sourceSidecar)) ?? DEFAULT_SIDECAR));
+    await rm(sourceSidecar, { force: true });
     return published;
   }
 
   async delete(name: string): Promise<void> {
     const file = this.pathOf(name);
+    let ino: bigint;
+    try {
+      ino = (await stat(file, { bigint: true })).ino;
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
     await rm(file, { force: true });
+    await rm(sidecarPath(file, ino), { force: true });
     await rm(file + META_SUFFIX, { force: true });
   }
 
@@ -116,39 +137,59 @@ export class FsBackend implements StorageBackend {
   /** Links `tmp` to `file` if `file` is absent, then removes `tmp` either way. */
   private async publish(tmp: string, file: string, options: WriteOptions): Promise<boolean> {
     await mkdir(path.dirname(file), { recursive: true });
+    // Keyed by tmp's inode, which `file` will share once linked: a loser's sidecar has
+    // another name, so writing it first cannot clobber the existing object's.
+    const sidecar = sidecarPath(file, (await stat(tmp, { bigint: true })).ino);
     try {
-      await writeSidecar(file, { contentType: options.contentType ?? 'application/octet-stream', metadata: options.metadata ?? {} });
+      await this.writeSidecar(sidecar, { contentType: options.contentType ?? 'application/octet-stream', metadata: options.metadata ?? {} });
       await link(tmp, file);
       return true;
     } catch (err) {
+      await rm(sidecar, { force: true });
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
       throw err;
     } finally {
       await unlink(tmp).catch(() => undefined);
     }
   }
+
+  /**
+   * The sidecar is small and rewritten whole, so a temp-and-rename keeps it atomic. The
+   * temp lives in the temp directory, where listing never sees it.
+   */
+  private async writeSidecar(target: string, sidecar: Sidecar): Promise<void> {
+    const tmpDir = path.join(this.root, TMP_DIR);
+    await mkdir(tmpDir, { recursive: true });
+    const tmp = path.join(tmpDir, `${randomUUID()}${META_SUFFIX}`);
+    try {
+      const handle = await open(tmp, 'wx');
+      try {
+        await handle.writeFile(JSON.stringify(sidecar));
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(tmp, target);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
 }
 
-async function readSidecar(file: string): Promise<Sidecar> {
+function sidecarPath(file: string, ino: bigint): string {
+  return `${file}.${ino}${META_SUFFIX}`;
+}
+
+const DEFAULT_SIDECAR: Sidecar = { contentType: 'application/octet-stream', metadata: {} };
+
+/** Undefined when there is none (or it is unreadable). */
+async function readSidecar(sidecar: string): Promise<Sidecar | undefined> {
   try {
-    return JSON.parse(await readFile(file + META_SUFFIX, 'utf8')) as Sidecar;
+    return JSON.parse(await readFile(sidecar, 'utf8')) as Sidecar;
   } catch {
-    return { contentType: 'application/octet-stream', metadata: {} };
+    return undefined;
   }
-}
-
-/** The sidecar is small and rewritten whole, so a temp-and-rename keeps it atomic. */
-async function writeSidecar(file: string, sidecar: Sidecar): Promise<void> {
-  const target = file + META_SUFFIX;
-  const tmp = `${target}.${randomUUID()}`;
-  const handle = await open(tmp, 'wx');
-  try {
-    await handle.writeFile(JSON.stringify(sidecar));
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, target);
 }
 
 async function* walk(root: string, dir: string): AsyncIterable<string> {
