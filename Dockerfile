@@ -1,0 +1,24 @@
+# Build: compile TypeScript, then keep only production dependencies.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts
+COPY tsconfig.json ./
+COPY src ./src
+COPY cmd ./cmd
+COPY test ./test
+COPY bench ./bench
+RUN npx tsc -p tsconfig.json && npm prune --omit=dev
+
+# Run: Node on distroless, as the image's non-root user. Only compiled code and
+# production modules are copied; tests and benchmarks stay behind.
+FROM gcr.io/distroless/nodejs20-debian12:nonroot
+WORKDIR /app
+ENV NODE_ENV=production
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist/src ./dist/src
+COPY --from=build /app/dist/cmd ./dist/cmd
+USER nonroot
+EXPOSE 8080
+CMD ["dist/cmd/kontain.js", "serve"]
