@@ -25,6 +25,12 @@ export interface Config {
   ttlSeconds: number;
   /** Google Cloud project, used to form Cloud Logging trace names. */
   project?: string;
+  /** Upstream registries (`host[:port]`) that may be on private or loopback addresses, reached over plain HTTP. */
+  insecureRegistries: string[];
+  /** A docker config.json with credentials for upstream registries. */
+  dockerConfigPath?: string;
+  /** mirror: serve a previously resolved tag from the cache when the upstream fails. */
+  mirrorStaleIfError: boolean;
 }
 
 export class ConfigError extends Error {
@@ -47,6 +53,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     manifestCacheBytes: integer(env, 'KONTAIN_MANIFEST_CACHE_BYTES', 64 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
     ttlSeconds: integer(env, 'KONTAIN_TTL', 24 * 3600, 1, Number.MAX_SAFE_INTEGER),
     project: env.GOOGLE_CLOUD_PROJECT?.trim() || undefined,
+    insecureRegistries: (env.KONTAIN_INSECURE_REGISTRIES ?? '')
+      .split(',')
+      .map((entry) => entry.trim().toLowerCase())
+      .filter(Boolean),
+    dockerConfigPath: env.KONTAIN_DOCKER_CONFIG?.trim() || undefined,
+    mirrorStaleIfError: boolean(env, 'KONTAIN_MIRROR_STALE_IF_ERROR', true),
   };
 }
 
@@ -65,6 +77,14 @@ function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: nu
     throw new ConfigError(`${name}=${raw} must be an integer between ${min} and ${max}`);
   }
   return value;
+}
+
+function boolean(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (!raw) return fallback;
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+  throw new ConfigError(`${name}=${raw} must be true or false`);
 }
 
 function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, values: readonly T[], fallback: T): T {

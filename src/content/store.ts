@@ -94,9 +94,24 @@ export class ContentStore {
   async putBlob(body: Readable, expected?: string): Promise<{ digest: string; size: number }> {
     const digesting = new DigestingStream();
     const tmp = `tmp/${randomUUID()}`;
+    // The source's failure is remembered here and rethrown below, whatever stage the
+    // backend's own pipeline is at when it happens (it may already have detached).
+    let failure: Error | undefined;
+    digesting.on('error', (err) => (failure ??= err));
+    body.on('error', (err) => {
+      failure ??= err;
+      digesting.destroy(err);
+    });
     const hashed = body.pipe(digesting);
-    body.on('error', (err) => digesting.destroy(err));
-    await this.backend.createIfAbsent(tmp, hashed);
+    try {
+      await this.backend.createIfAbsent(tmp, hashed);
+    } catch (err) {
+      throw failure ?? err;
+    }
+    if (failure) {
+      await this.backend.delete(tmp);
+      throw failure;
+    }
     const digest = digesting.digest;
     if (expected && expected !== digest) {
       await this.backend.delete(tmp);
@@ -146,12 +161,13 @@ export class ContentStore {
     return manifest;
   }
 
-  async getPointer(service: string, key: string): Promise<Pointer | undefined> {
+  /** A live pointer; with allowExpired also one past its TTL (stale-if-error answers). */
+  async getPointer(service: string, key: string, options: { allowExpired?: boolean } = {}): Promise<Pointer | undefined> {
     const name = ContentStore.pointerName(service, key);
     const stream = await this.backend.read(name).catch(notFoundAsUndefined);
     if (!stream) return undefined;
     const pointer = JSON.parse((await readAll(stream)).toString('utf8')) as Pointer;
-    if (Date.now() - Date.parse(pointer.created) > this.pointerTTLms) return undefined;
+    if (!options.allowExpired && Date.now() - Date.parse(pointer.created) > this.pointerTTLms) return undefined;
     return pointer;
   }
 

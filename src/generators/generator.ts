@@ -20,6 +20,8 @@ export interface BlobSource {
   size: number;
   /** The bytes, or a byte range of them; rejects when the content cannot be had. */
   open(range?: ByteRange): Promise<Readable>;
+  /** Called instead of open when the bytes are not wanted (HEAD, errors), so a fetch can finish on its own. */
+  abandon?(): void;
 }
 
 export interface TagPage {

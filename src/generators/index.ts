@@ -1,8 +1,20 @@
 import type { Generator, GeneratorContext } from './generator.js';
 import { RandomGenerator } from './random.js';
+import { MirrorGenerator } from './mirror.js';
+import { RegistryClient } from '../remote/client.js';
 
 /** Every host kontain serves, by service name. Add a host here. */
 export function createGenerators(context: GeneratorContext): Map<string, Generator> {
-  const generators: Generator[] = [new RandomGenerator(context)];
+  // One client for every host that reads upstream registries, so tokens are shared.
+  const client = new RegistryClient({
+    insecureRegistries: context.config.insecureRegistries,
+    dockerConfigPath: context.config.dockerConfigPath,
+    userAgent: 'kontain',
+    logger: context.log,
+  });
+  const generators: Generator[] = [
+    new RandomGenerator(context),
+    new MirrorGenerator(context, client, { staleIfError: context.config.mirrorStaleIfError }),
+  ];
   return new Map(generators.map((g) => [g.service, g]));
 }

@@ -89,7 +89,7 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
       const descriptor = await generator.manifest({ repository: target.repository, tag: ref.tag, accept, log });
       manifest = await store.getManifest(descriptor.digest);
       if (!manifest) throw new Error(`${generator.service} returned ${descriptor.digest}, which is not in the store`);
-      manifest = await negotiate(manifest, accept, ref.tag);
+      manifest = await negotiate(manifest, accept, ref.tag, generator, target, log);
     } else {
       manifest = await findManifest(generator, target, ref.digest, log);
       if (!manifest) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${ref.digest} is not known to ${generator.service}`, { detail: { digest: ref.digest } });
@@ -110,13 +110,20 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
    * Serves what the client accepts: an index goes to a client that only takes single
    * manifests as its linux/amd64 (or only) child, never converted between formats.
    */
-  async function negotiate(manifest: StoredManifest, accept: AcceptedTypes, tag: string): Promise<StoredManifest> {
+  async function negotiate(
+    manifest: StoredManifest,
+    accept: AcceptedTypes,
+    tag: string,
+    generator: Generator,
+    target: ServiceTarget,
+    log: Logger,
+  ): Promise<StoredManifest> {
     if (accept.accepts(manifest.mediaType)) return manifest;
     if (isIndexType(manifest.mediaType)) {
       const index = JSON.parse(manifest.bytes.toString('utf8')) as ImageIndex;
       const child = selectPlatform(index.manifests, { os: 'linux', architecture: 'amd64' });
       if (child && accept.accepts(child.mediaType)) {
-        const childManifest = await store.getManifest(child.digest);
+        const childManifest = await findManifest(generator, target, child.digest, log);
         if (childManifest) return childManifest;
       }
     }
@@ -141,6 +148,7 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
     res.setHeader('Accept-Ranges', 'bytes');
     res.setHeader('Content-Type', 'application/octet-stream');
     if (req.method === 'HEAD') {
+      source.abandon?.();
       res.setHeader('Content-Length', source.size);
       res.status(200).end();
       return;
@@ -156,6 +164,7 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
     }
     const range = parseRange(req.headers.range, source.size);
     if (range.kind === 'unsatisfiable') {
+      source.abandon?.();
       throw new RegistryError('RANGE_INVALID', `range ${req.headers.range} is outside the blob's ${source.size} bytes`, {
         headers: { 'Content-Range': `bytes */${source.size}` },
       });

@@ -9,7 +9,7 @@ export interface HttpResult {
 /** A plain HTTP request that may set any header, Host included (fetch may not). */
 export function request(url: string, options: { method?: string; headers?: Record<string, string | string[]>; body?: string } = {}): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: options.method ?? 'GET', headers: options.headers, timeout: 60_000 }, (res) => {
+    const req = http.request(url, { method: options.method ?? 'GET', headers: options.headers, timeout: 60_000, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
