@@ -10,12 +10,15 @@ declare -A PACKAGES=(
   [docker-registry]=docker-registry
   [htpasswd]=apache2-utils
   [openssl]=openssl
+  [go]=golang-go
 )
 
 missing=()
 for command in "${!PACKAGES[@]}"; do
   command -v "$command" >/dev/null 2>&1 || missing+=("${PACKAGES[$command]}")
 done
+# Library packages have no command: check their files.
+[ -d /usr/share/gocode/src/github.com/containerd/stargz-snapshotter/estargz ] || missing+=(golang-github-containerd-stargz-snapshotter-dev)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

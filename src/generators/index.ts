@@ -1,6 +1,8 @@
 import type { Generator, GeneratorContext } from './generator.js';
 import { RandomGenerator } from './random.js';
 import { MirrorGenerator } from './mirror.js';
+import { FlattenGenerator } from './flatten.js';
+import { EstargzGenerator } from './estargz.js';
 import { RegistryClient } from '../remote/client.js';
 
 /** Every host kontain serves, by service name. Add a host here. */
@@ -15,6 +17,8 @@ export function createGenerators(context: GeneratorContext): Map<string, Generat
   const generators: Generator[] = [
     new RandomGenerator(context),
     new MirrorGenerator(context, client, { staleIfError: context.config.mirrorStaleIfError }),
+    new FlattenGenerator(context, client),
+    new EstargzGenerator(context, client),
   ];
   return new Map(generators.map((g) => [g.service, g]));
 }

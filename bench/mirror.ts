@@ -1,0 +1,94 @@
+/**
+ * bench/mirror: `skopeo copy` of a ~200 MB four-layer image
+ *   - directly from the upstream (Debian's docker-registry on loopback): the reference,
+ *   - through kontain's mirror, cold (empty store) and warm (second pull),
+ *   - through the same distribution registry configured as a pull-through cache
+ *     (`proxy.remoteurl`), cold and warm: the peer.
+ * Each figure is the median of ROUNDS runs; cold runs get a fresh store every time.
+ * Targets: mirror cold within 1.3x of direct; mirror warm at most the proxy's warm time.
+ * Run: npm run build && node dist/bench/mirror.js   (needs skopeo and docker-registry)
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { startUpstreamRegistry } from '../test/support/upstream-registry.js';
+import { layoutDir, pushOciLayout, tarLayer, writeOciLayout } from '../test/support/upstream-images.js';
+import { startServerProcess, timed } from './support.js';
+
+const exec = promisify(execFile);
+const ROUNDS = 3;
+const LAYERS = 4;
+const LAYER_BYTES = 50_000_000;
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+async function main() {
+  const work = await mkdtemp(path.join(process.env.BENCH_DIR ?? tmpdir(), 'kontain-bench-mirror-'));
+  const policy = path.join(work, 'policy.json');
+  await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
+  const copy = async (source: string) => {
+    const dest = path.join(work, 'dest');
+    const { seconds } = await timed(() => exec('skopeo', ['copy', '--quiet', '--policy', policy, '--src-tls-verify=false', source, `oci:${dest}:x`], { maxBuffer: 1 << 24 }));
+    await rm(dest, { recursive: true, force: true });
+    return seconds;
+  };
+
+  const upstream = await startUpstreamRegistry();
+  try {
+    const layers = [];
+    for (let i = 0; i < LAYERS; i++) layers.push(await tarLayer({ [`layer-${i}.bin`]: randomBytes(LAYER_BYTES) }));
+    const layout = await writeOciLayout(await layoutDir(), 'v1', [{ layers }]);
+    await pushOciLayout(layout, `${upstream.host}/bench/big:v1`);
+    const image = `bench/big:v1`;
+    const total = layout.images[0]!.layers.reduce((sum, l) => sum + l.size, 0);
+
+    const direct: number[] = [];
+    const mirrorCold: number[] = [];
+    const mirrorWarm: number[] = [];
+    const proxyCold: number[] = [];
+    const proxyWarm: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      direct.push(await copy(`docker://${upstream.host}/${image}`));
+
+      const store = path.join(work, `store-${round}`);
+      const kontain = await startServerProcess({ KONTAIN_STORE: store, KONTAIN_INSECURE_REGISTRIES: upstream.host });
+      try {
+        const source = `docker://127.0.0.1:${kontain.port}/mirror/${upstream.host.replace(':', '-')}/${image}`;
+        mirrorCold.push(await copy(source));
+        mirrorWarm.push(await copy(source));
+      } finally {
+        kontain.child.kill('SIGTERM');
+        await rm(store, { recursive: true, force: true });
+      }
+
+      const proxy = await startUpstreamRegistry({ proxy: { remoteUrl: upstream.url } });
+      try {
+        proxyCold.push(await copy(`docker://${proxy.host}/${image}`));
+        proxyWarm.push(await copy(`docker://${proxy.host}/${image}`));
+      } finally {
+        await proxy.stop();
+      }
+    }
+    const [d, mc, mw, pc, pw] = [direct, mirrorCold, mirrorWarm, proxyCold, proxyWarm].map(median) as [number, number, number, number, number];
+    console.log(`image: ${LAYERS} layers, ${(total / 1e6).toFixed(0)} MB compressed; medians of ${ROUNDS} runs`);
+    console.log(`direct from upstream          ${d.toFixed(2)}s`);
+    console.log(`kontain mirror, cold          ${mc.toFixed(2)}s   ${(mc / d).toFixed(2)}x direct   (target <= 1.30x)`);
+    console.log(`kontain mirror, warm          ${mw.toFixed(2)}s   ${(mw / pw).toFixed(2)}x proxy warm (target <= 1.00x)`);
+    console.log(`distribution proxy, cold      ${pc.toFixed(2)}s   ${(pc / d).toFixed(2)}x direct`);
+    console.log(`distribution proxy, warm      ${pw.toFixed(2)}s`);
+  } finally {
+    await upstream.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

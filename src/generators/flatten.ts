@@ -1,0 +1,36 @@
+import type { Logger } from 'pino';
+import { flattenLayers } from '../oci/flatten.js';
+import { writeGzipLayer } from '../oci/layer.js';
+import { writeImage } from '../oci/image.js';
+import { formatReference } from '../remote/reference.js';
+import type { FormatFamily } from '../oci/mediatypes.js';
+import type { Descriptor, ImageConfig } from '../oci/types.js';
+import { DerivedGenerator, type UpstreamImage } from './derived.js';
+
+/** `flatten`: an upstream image squashed to one layer, runtime config kept. */
+export class FlattenGenerator extends DerivedGenerator {
+  readonly service = 'flatten';
+  readonly summary = 'An upstream image squashed into a single layer holding the same filesystem (whiteouts applied), with its runtime config kept.';
+  readonly examples = ['flatten/busybox', 'flatten/ghcr.io/homebrew/core/hello:latest'];
+
+  protected indexFamily(upstream: FormatFamily): FormatFamily {
+    return upstream;
+  }
+
+  protected async transform(image: UpstreamImage, _log: Logger): Promise<Descriptor> {
+    const layer = await writeGzipLayer(this.store, flattenLayers(image.manifest.layers.map((l) => () => image.openLayer(l))));
+    const { rootfs: _rootfs, history: _history, ...kept } = image.config;
+    const config: Partial<ImageConfig> & Pick<ImageConfig, 'architecture' | 'os'> = {
+      ...kept,
+      architecture: image.config.architecture,
+      os: image.config.os,
+      history: [
+        {
+          ...(image.config.created ? { created: image.config.created } : {}),
+          created_by: `kontain flatten of ${formatReference({ ...image.ref, tag: undefined })}: ${image.manifest.layers.length} layers squashed into one`,
+        },
+      ],
+    };
+    return writeImage(this.store, { family: image.family, config, layers: [layer] });
+  }
+}
