@@ -19,7 +19,7 @@ export async function layerTar(entries: LayerEntry[]): Promise<Buffer> {
     pack.on('end', resolve);
     pack.on('error', reject);
   });
-  const add = (header: tar.Headers, data?: Buffer) =>
+  const add = (header: Partial<tar.Header> & { name: string }, data?: Buffer) =>
     new Promise<void>((resolve, reject) => pack.entry(header, data ?? Buffer.alloc(0), (err) => (err ? reject(err) : resolve())));
   for (const entry of entries) {
     const mtime = 'mtime' in entry && entry.mtime ? entry.mtime : new Date(1_600_000_000_000);
