@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LRUCache } from 'lru-cache';
 import { ObjectNotFound, type ByteRange, type ObjectInfo, type StorageBackend } from '../storage/backend.js';
-import { DigestingStream, digestHex, isSha256Digest, sha256Digest } from '../oci/digest.js';
+import { CountingStream, DigestingStream, digestHex, isSha256Digest, sha256Digest } from '../oci/digest.js';
 import type { Descriptor, StoredManifest } from '../oci/types.js';
 import { SingleFlight } from '../util/single-flight.js';
 
@@ -91,8 +91,10 @@ export class ContentStore {
    * digest. With `expected`, bytes that hash differently are discarded and the call
    * rejects with DigestMismatch: nothing unverified ever appears under a digest.
    */
-  async putBlob(body: Readable, expected?: string): Promise<{ digest: string; size: number }> {
-    const digesting = new DigestingStream();
+  async putBlob(body: Readable, expected?: string, options: { sourceVerified?: boolean } = {}): Promise<{ digest: string; size: number }> {
+    // A source that verifies its own digest (the registry client's blob streams error
+    // instead of ending on a mismatch) need not be hashed a second time.
+    const digesting = options.sourceVerified && expected ? new CountingStream(expected) : new DigestingStream();
     const tmp = `tmp/${randomUUID()}`;
     // The source's failure is remembered here and rethrown below, whatever stage the
     // backend's own pipeline is at when it happens (it may already have detached).

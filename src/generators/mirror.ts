@@ -88,7 +88,7 @@ export class MirrorGenerator implements Generator {
       const stored = this.track(digest, this.store.putBlob(upstream.stream, digest).then(() => undefined));
       return this.afterStored(stored, digest);
     }
-    return this.teeToStore(upstream.stream, upstream.size, digest, log);
+    return this.teeToStore(upstream.stream, upstream.size, digest, upstream.verified, log);
   }
 
   /**
@@ -96,12 +96,12 @@ export class MirrorGenerator implements Generator {
    * too. The store write goes on if the client leaves; other clients asking meanwhile wait
    * for the stored copy, so there is one upstream fetch however many ask at once.
    */
-  private teeToStore(body: Readable, size: number, digest: string, log: Logger): BlobSource {
+  private teeToStore(body: Readable, size: number, digest: string, verified: boolean, log: Logger): BlobSource {
     const toStore = new PassThrough({ highWaterMark: 1 << 20 });
     let toClient: PassThrough | undefined;
     const stored = this.track(
       digest,
-      this.store.putBlob(toStore, digest).then(() => undefined),
+      this.store.putBlob(toStore, digest, { sourceVerified: verified }).then(() => undefined),
     );
     const pump = () => {
       body.on('data', (chunk: Buffer) => {

@@ -140,7 +140,8 @@ export class Transport {
       });
 
       req.on('response', (res: IncomingMessage) => {
-        const body = new PassThrough();
+        // A large buffer: blob bodies flow at disk and network speed, not in 16 KiB steps.
+        const body = new PassThrough({ highWaterMark: 1 << 20 });
         const onStall = () => {
           // A reader that is not reading is not a stalled upstream: look again later.
           if (res.isPaused() || body.writableNeedDrain) return arm(stallMs, onStall);

@@ -28,7 +28,7 @@ export class VerifyingStream extends Transform {
   private received = 0;
 
   constructor(private readonly options: VerifyOptions) {
-    super();
+    super({ highWaterMark: 1 << 20 });
     if (options.digest) this.hash = createHash('sha256');
   }
 
