@@ -26,6 +26,8 @@ export interface RequestLogFields {
   service?: string;
   repository?: string;
   reference?: string;
+  /** The Range header of a blob request: which parts lazy pullers (eStargz) ask for. */
+  range?: string;
 }
 
 const PUSH_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -162,6 +164,7 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
         return;
       }
     }
+    if (req.headers.range) (res.locals.fields as RequestLogFields).range = req.headers.range;
     const range = parseRange(req.headers.range, source.size);
     if (range.kind === 'unsatisfiable') {
       source.abandon?.();
