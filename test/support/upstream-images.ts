@@ -10,31 +10,16 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import tar from 'tar-stream';
 import type { ImageConfig, ImageIndex, ImageManifest, Platform, Descriptor } from '../../src/oci/types.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
 import { exec } from './tools.js';
+import { layerTar } from './rich-layers.js';
 
 const sha256 = (data: Buffer) => 'sha256:' + createHash('sha256').update(data).digest('hex');
 
 /** An uncompressed tar of the given files (directories are implied by the paths). */
-export async function tarLayer(files: Record<string, string | Buffer>): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  pack.on('data', (c: unknown) => chunks.push(c as Buffer));
-  const done = new Promise<void>((resolve, reject) => {
-    pack.on('end', resolve);
-    pack.on('error', reject);
-  });
-  for (const [name, content] of Object.entries(files)) {
-    const data = Buffer.isBuffer(content) ? content : Buffer.from(content);
-    await new Promise<void>((resolve, reject) =>
-      pack.entry({ name, size: data.length, mode: 0o644, mtime: new Date(0) }, data, (err) => (err ? reject(err) : resolve())),
-    );
-  }
-  pack.finalize();
-  await done;
-  return Buffer.concat(chunks);
+export function tarLayer(files: Record<string, string | Buffer>): Promise<Buffer> {
+  return layerTar(Object.entries(files).map(([name, content]) => ({ type: 'file', name, content, mtime: new Date(0) })));
 }
 
 export interface TestImage {
