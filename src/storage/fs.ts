@@ -1,10 +1,13 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, open as openCallback } from 'node:fs';
+import { promisify } from 'node:util';
 import { mkdir, open, link, rename, unlink, stat, readFile, readdir, rm } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { ObjectNotFound, type ByteRange, type ObjectInfo, type StorageBackend, type WriteOptions } from './backend.js';
+
+const openFd = promisify(openCallback);
 
 const META_SUFFIX = '.meta.json'; // `<name>.<inode>.meta.json`; bare `<name>.meta.json` is the older layout, still read
 const TMP_DIR = '.tmp';
@@ -56,14 +59,16 @@ export class FsBackend implements StorageBackend {
   async read(name: string, range?: ByteRange): Promise<Readable> {
     const file = this.pathOf(name);
     // Open first so that a missing object rejects here rather than as a stream error.
-    let handle;
+    // A plain descriptor, not a FileHandle: streams over a FileHandle read through the
+    // promise API and serve blobs at about half the speed.
+    let fd: number;
     try {
-      handle = await open(file, 'r');
+      fd = await openFd(file, 'r');
     } catch (err) {
       if (isNotFound(err)) throw new ObjectNotFound(name);
       throw err;
     }
-    return createReadStream('', { fd: handle, start: range?.start, end: range?.end, highWaterMark: 1 << 20 });
+    return createReadStream('', { fd, start: range?.start, end: range?.end, highWaterMark: 1 << 20 });
   }
 
   async createIfAbsent(name: string, body: Readable, options: WriteOptions = {}): Promise<boolean> {
