@@ -91,6 +91,40 @@ test('HEAD of a mirrored tag gives the upstream digest; tags/list comes from ups
   assert.deepEqual((JSON.parse(tags.body.toString()) as { tags: string[] }).tags, ['v1']);
 });
 
+test('concurrent clients of a cold blob share one upstream fetch and all get the bytes', async () => {
+  const big = Buffer.alloc(3_000_000);
+  for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i);
+  const layout = await writeOciLayout(await layoutDir(), 'v1', [{ layers: [await tarLayer({ big })] }]);
+  await pushOciLayout(layout, `${upstream.host}/lib/shared:v1`);
+  const layer = layout.images[0]!.layers[0]!;
+  const url = `${server.url}/v2/mirror/${mirrorPath(upstream.host)}/lib/shared/blobs/${layer.digest}`;
+  const results = await Promise.all(Array.from({ length: 5 }, () => request(url)));
+  for (const res of results) {
+    assert.equal(res.status, 200);
+    assert.equal(sha256(res.body), layer.digest);
+  }
+  const fetches = (await upstream.requests()).filter((r) => r.method === 'GET' && r.uri.endsWith(`/blobs/${layer.digest}`));
+  assert.equal(fetches.length, 1, 'one upstream GET for five clients');
+  assert.equal((await server.store.statBlob(layer.digest))?.size, layer.size);
+  const ranged = await request(url, { headers: { Range: 'bytes=10-19' } });
+  assert.equal(ranged.status, 206);
+  assert.deepEqual(ranged.body, layout.blobs.get(layer.digest)!.subarray(10, 20));
+});
+
+test('repeated mirror.<domain>/ prefixes are dropped', async () => {
+  const named = await startKontain({ KONTAIN_INSECURE_REGISTRIES: upstream.host, KONTAIN_DOMAIN: 'kontain.test' });
+  try {
+    const res = await request(`${named.url}/v2/mirror.kontain.test/mirror.kontain.test/${mirrorPath(upstream.host)}/lib/app/manifests/v1`, {
+      method: 'HEAD',
+      headers: { Host: 'mirror.kontain.test', Accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['docker-content-digest'], single.top.digest);
+  } finally {
+    await named.stop();
+  }
+});
+
 test('a blob corrupted upstream is refused and not stored', async () => {
   const layout = await writeOciLayout(await layoutDir(), 'v1', [{ layers: [await tarLayer({ victim: 'x'.repeat(5000) })] }]);
   await pushOciLayout(layout, `${upstream.host}/lib/corrupt:v1`);

@@ -77,18 +77,23 @@ export class MirrorGenerator implements Generator {
     const ref = this.reference(repository, { digest });
     const inFlight = this.fetching.get(digest);
     if (inFlight) return this.afterStored(inFlight, digest);
+    // Claim the digest before the first await, so concurrent requests wait for this fetch.
+    let settle!: { resolve: () => void; reject: (err: unknown) => void };
+    this.track(digest, new Promise<void>((resolve, reject) => (settle = { resolve, reject })));
     let upstream;
     try {
       upstream = await this.client.blob(ref, digest);
     } catch (err) {
+      settle.reject(err);
       throw upstreamFailure(err, 'blob') ?? err;
     }
     if (upstream.size === undefined) {
       // Without a length the first client cannot be streamed to: store first, then serve.
-      const stored = this.track(digest, this.store.putBlob(upstream.stream, digest).then(() => undefined));
+      const stored = this.store.putBlob(upstream.stream, digest).then(() => undefined);
+      stored.then(settle.resolve, settle.reject);
       return this.afterStored(stored, digest);
     }
-    return this.teeToStore(upstream.stream, upstream.size, digest, upstream.verified, log);
+    return this.teeToStore(upstream.stream, upstream.size, digest, upstream.verified, log, settle);
   }
 
   /**
@@ -96,13 +101,18 @@ export class MirrorGenerator implements Generator {
    * too. The store write goes on if the client leaves; other clients asking meanwhile wait
    * for the stored copy, so there is one upstream fetch however many ask at once.
    */
-  private teeToStore(body: Readable, size: number, digest: string, verified: boolean, log: Logger): BlobSource {
+  private teeToStore(
+    body: Readable,
+    size: number,
+    digest: string,
+    verified: boolean,
+    log: Logger,
+    settle: { resolve: () => void; reject: (err: unknown) => void },
+  ): BlobSource {
     const toStore = new PassThrough({ highWaterMark: 1 << 20 });
     let toClient: PassThrough | undefined;
-    const stored = this.track(
-      digest,
-      this.store.putBlob(toStore, digest, { sourceVerified: verified }).then(() => undefined),
-    );
+    const stored = this.store.putBlob(toStore, digest, { sourceVerified: verified }).then(() => undefined);
+    stored.then(settle.resolve, settle.reject);
     const pump = () => {
       body.on('data', (chunk: Buffer) => {
         const storeReady = toStore.write(chunk);
