@@ -11,6 +11,7 @@ declare -A PACKAGES=(
   [htpasswd]=apache2-utils
   [openssl]=openssl
   [go]=golang-go
+  [chromium]=chromium
 )
 
 missing=()

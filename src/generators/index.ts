@@ -4,6 +4,8 @@ import { MirrorGenerator } from './mirror.js';
 import { FlattenGenerator } from './flatten.js';
 import { EstargzGenerator } from './estargz.js';
 import { RegistryClient } from '../remote/client.js';
+import { VizHost } from '../viz/host.js';
+import { RegistryImageSource } from '../viz/source.js';
 
 /** Every host kontain serves, by service name. Add a host here. */
 export function createGenerators(context: GeneratorContext): Map<string, Generator> {
@@ -19,6 +21,7 @@ export function createGenerators(context: GeneratorContext): Map<string, Generat
     new MirrorGenerator(context, client, { staleIfError: context.config.mirrorStaleIfError }),
     new FlattenGenerator(context, client),
     new EstargzGenerator(context, client),
+    new VizHost(new RegistryImageSource(client), context.config.domain),
   ];
   return new Map(generators.map((g) => [g.service, g]));
 }

@@ -8,6 +8,7 @@ import { registryRouter } from '../registry/router.js';
 import { serviceFromHost } from '../registry/services.js';
 import { indexLandingPage, serviceLandingPage } from './landing.js';
 import { requestLogger } from './logging.js';
+import { vizRouter } from '../viz/router.js';
 
 export interface AppDependencies {
   config: Config;
@@ -28,6 +29,8 @@ export function createApp({ config, store, generators, log }: AppDependencies): 
     res.type('text/plain').send('ok\n');
   });
 
+  // Before the registry: viz's page and API, and its refusal of registry requests.
+  app.use(vizRouter({ generators, domain: config.domain }));
   app.use(registryRouter({ store, generators, domain: config.domain }));
 
   app.get('/', (req, res, next) => {

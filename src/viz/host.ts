@@ -1,0 +1,42 @@
+import type { Descriptor } from '../oci/types.js';
+import { RegistryError } from '../registry/errors.js';
+import type { Generator } from '../generators/generator.js';
+import type { ResolveOptions } from './graph.js';
+import type { ImageGraphSource } from './source.js';
+
+export const VIZ_SERVICE = 'viz';
+
+/** Where the viz page is, for messages: host form when there is a domain. */
+export function vizPageLocation(domain: string): string {
+  return domain ? `https://${VIZ_SERVICE}.${domain}/` : `/${VIZ_SERVICE} on this server`;
+}
+
+/** The answer to any registry request for viz: it is a web page, not a registry. */
+export function notARegistry(domain: string): RegistryError {
+  return new RegistryError('NAME_UNKNOWN', `viz is a web page, not a registry: nothing can be pulled from it; open ${vizPageLocation(domain)} to draw the layers of images`, {
+    status: 404,
+  });
+}
+
+/**
+ * The viz host. It is in the generator map so the landing page lists it and the registry
+ * knows the name, but it makes no images: its page and API are served by vizRouter, which
+ * takes the image source from here, and every registry request for it is refused.
+ */
+export class VizHost implements Generator {
+  readonly service = VIZ_SERVICE;
+  readonly summary: string;
+  readonly examples: string[] = [];
+
+  constructor(
+    readonly source: ImageGraphSource,
+    private readonly domain: string,
+    readonly resolveOptions: ResolveOptions = {},
+  ) {
+    this.summary = `Not a registry but a web page (${vizPageLocation(domain)}) that draws which layers a set of images share, as a graph.`;
+  }
+
+  async manifest(): Promise<Descriptor> {
+    throw notARegistry(this.domain);
+  }
+}
