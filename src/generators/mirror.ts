@@ -113,25 +113,20 @@ export class MirrorGenerator implements Generator {
     let toClient: PassThrough | undefined;
     const stored = this.store.putBlob(toStore, digest, { sourceVerified: verified }).then(() => undefined);
     stored.then(settle.resolve, settle.reject);
+    let waiting = 0;
+    const resume = () => {
+      if (--waiting === 0) body.resume();
+    };
     const pump = () => {
       body.on('data', (chunk: Buffer) => {
         const storeReady = toStore.write(chunk);
-        const clientReady = toClient && !toClient.destroyed ? toClient.write(chunk) : true;
-        if (!storeReady || !clientReady) {
-          body.pause();
-          let waiting = (storeReady ? 0 : 1) + (clientReady ? 0 : 1);
-          const resume = () => {
-            if (--waiting === 0) body.resume();
-          };
-          if (!storeReady) toStore.once('drain', resume);
-          if (!clientReady) {
-            toClient!.once('drain', resume);
-            // A client that goes away must not hold up the store.
-            toClient!.once('close', () => {
-              if (waiting > 0) toClient!.emit('drain');
-            });
-          }
-        }
+        const client = toClient && !toClient.destroyed ? toClient : undefined;
+        const clientReady = client ? client.write(chunk) : true;
+        if (storeReady && clientReady) return;
+        body.pause();
+        waiting = (storeReady ? 0 : 1) + (clientReady ? 0 : 1);
+        if (!storeReady) toStore.once('drain', resume);
+        if (!clientReady) client!.once('drain', resume);
       });
       body.once('end', () => {
         toStore.end();
@@ -159,6 +154,10 @@ export class MirrorGenerator implements Generator {
           return this.store.readBlob(digest, range);
         }
         toClient = new PassThrough({ highWaterMark: 1 << 20 });
+        // A client that goes away must not hold up the store.
+        toClient.once('close', () => {
+          if (waiting > 0) toClient!.emit('drain');
+        });
         start();
         return toClient;
       },
