@@ -8,6 +8,8 @@
  * corrupts binary xattrs such as `security.capability`.
  */
 
+import type { Attrs } from './flatten-tree.js';
+
 export const BLOCK = 512;
 
 /** Two zero blocks end an archive (written exactly, as Go does, with no record padding). */
@@ -15,18 +17,11 @@ export const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK);
 
 export type OutputType = 'reg' | 'hardlink' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
 
-export interface OutputHeader {
+/** A node's attributes (mode, owners, mtime) plus what only the tar header carries. */
+export interface OutputHeader extends Omit<Attrs, 'xattrs'> {
   /** Root-relative, cleaned; directories get a trailing `/` added here. Empty = the root (`./`). */
   path: string;
   type: OutputType;
-  /** Permission bits including setuid/setgid/sticky (0o7777). */
-  mode: number;
-  uid: number;
-  gid: number;
-  uname: string;
-  gname: string;
-  /** Seconds since the epoch. */
-  mtime: number;
   /** Payload bytes (regular files only). */
   size: number;
   /** Symlink target, or the hardlink's root-relative target path. */
