@@ -2,11 +2,17 @@
 import { ConfigError, loadConfig } from '../src/config.js';
 import { createLogger } from '../src/server/logging.js';
 import { startServer } from '../src/server/serve.js';
+import pino from 'pino';
+import { ContentStore } from '../src/content/store.js';
+import { collectGarbage } from '../src/content/gc.js';
+import { createBackend } from '../src/storage/index.js';
 
 const USAGE = `usage: kontain <command>
 
 commands:
   serve    serve the registry on $PORT (default 8080)
+  gc       delete expired pointers and unreachable objects older than
+           $KONTAIN_GC_GRACE once, print a JSON report (--dry-run: delete nothing)
 
 Configuration is read from the environment; the README lists every variable.`;
 
@@ -39,6 +45,23 @@ async function main(argv: string[]): Promise<number> {
         process.once('SIGINT', () => stop('SIGINT'));
       });
       log.info('stopped');
+      return 0;
+    }
+    case 'gc': {
+      const flags = argv.slice(1);
+      const unknown = flags.filter((f) => f !== '--dry-run');
+      if (unknown.length > 0) {
+        console.error(`kontain gc: unknown argument ${JSON.stringify(unknown[0])}\n\n${USAGE}`);
+        return 2;
+      }
+      // The report goes to stdout; log lines go to stderr so they do not mix with it.
+      const store = new ContentStore(await createBackend(config), { pointerTTLms: config.ttlSeconds * 1000 });
+      const report = await collectGarbage(store, {
+        graceMs: config.gcGraceSeconds * 1000,
+        dryRun: flags.includes('--dry-run'),
+        log: createLogger(config.logLevel, pino.destination(2)),
+      });
+      console.log(JSON.stringify(report, null, 2));
       return 0;
     }
     default:

@@ -23,6 +23,10 @@ export interface Config {
   manifestCacheBytes: number;
   /** Lifetime of cache pointers, in seconds. */
   ttlSeconds: number;
+  /** Garbage collection keeps unreachable blobs and manifests younger than this, in seconds. */
+  gcGraceSeconds: number;
+  /** Seconds between garbage collection runs inside `serve`; 0 disables them. */
+  gcIntervalSeconds: number;
   /** Google Cloud project, used to form Cloud Logging trace names. */
   project?: string;
   /** Upstream registries (`host[:port]`) that may be on private or loopback addresses, reached over plain HTTP. */
@@ -52,6 +56,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: oneOf(env, 'KONTAIN_LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info'),
     manifestCacheBytes: integer(env, 'KONTAIN_MANIFEST_CACHE_BYTES', 64 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
     ttlSeconds: integer(env, 'KONTAIN_TTL', 24 * 3600, 1, Number.MAX_SAFE_INTEGER),
+    gcGraceSeconds: integer(env, 'KONTAIN_GC_GRACE', 3600, 0, Number.MAX_SAFE_INTEGER),
+    // setInterval takes at most 2^31-1 ms.
+    gcIntervalSeconds: integer(env, 'KONTAIN_GC_INTERVAL', 3600, 0, 2_147_483),
     project: env.GOOGLE_CLOUD_PROJECT?.trim() || undefined,
     insecureRegistries: (env.KONTAIN_INSECURE_REGISTRIES ?? '')
       .split(',')

@@ -24,6 +24,8 @@ export interface ContentStoreOptions {
   manifestCacheBytes?: number;
   /** How long a pointer stays valid, in milliseconds. */
   pointerTTLms?: number;
+  /** Told whether each `cached` lookup found a usable pointer (metrics). */
+  onCacheLookup?: (service: string, result: 'hit' | 'miss') => void;
 }
 
 /** Thrown when bytes that were written do not hash to the digest the writer expected. */
@@ -49,6 +51,7 @@ export class ContentStore {
   private readonly manifests: LRUCache<string, StoredManifest>;
   private readonly builds = new SingleFlight<Descriptor>();
   readonly pointerTTLms: number;
+  private readonly onCacheLookup?: (service: string, result: 'hit' | 'miss') => void;
 
   constructor(readonly backend: StorageBackend, options: ContentStoreOptions = {}) {
     this.manifests = new LRUCache({
@@ -56,6 +59,7 @@ export class ContentStore {
       sizeCalculation: (m) => m.bytes.length + 200,
     });
     this.pointerTTLms = options.pointerTTLms ?? 24 * 3600 * 1000;
+    this.onCacheLookup = options.onCacheLookup;
   }
 
   static blobName(digest: string): string {
@@ -189,12 +193,22 @@ export class ContentStore {
    */
   async cached(service: string, key: string, build: () => Promise<Descriptor>): Promise<Descriptor> {
     const hit = await this.getPointer(service, key);
-    if (hit && (await this.getManifest(hit.descriptor.digest))) return hit.descriptor;
+    if (hit && (await this.getManifest(hit.descriptor.digest))) {
+      this.onCacheLookup?.(service, 'hit');
+      return hit.descriptor;
+    }
+    this.onCacheLookup?.(service, 'miss');
     return this.builds.run(`${service}\0${key}`, async () => {
       const descriptor = await build();
       await this.setPointer(service, key, descriptor);
       return descriptor;
     });
+  }
+
+  /** Deletes a manifest (garbage collection), also from memory so it is not served on. */
+  async deleteManifest(digest: string): Promise<void> {
+    await this.backend.delete(ContentStore.manifestName(digest));
+    this.manifests.delete(digest);
   }
 
   list(prefix: string): AsyncIterable<{ name: string; info: ObjectInfo }> {

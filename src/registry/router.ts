@@ -19,6 +19,8 @@ export interface RegistryOptions {
   store: ContentStore;
   generators: ReadonlyMap<string, Generator>;
   domain: string;
+  /** Told how long each successful generator.manifest call took (metrics). */
+  onGeneration?: (service: string, seconds: number) => void;
 }
 
 /** Fields the request logger reports for registry requests. */
@@ -88,7 +90,9 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
     const accept = AcceptedTypes.fromHeaders(req.headers.accept);
     let manifest: StoredManifest | undefined;
     if (ref.tag !== undefined) {
+      const started = performance.now();
       const descriptor = await generator.manifest({ repository: target.repository, tag: ref.tag, accept, log });
+      options.onGeneration?.(generator.service, (performance.now() - started) / 1000);
       manifest = await store.getManifest(descriptor.digest);
       if (!manifest) throw new Error(`${generator.service} returned ${descriptor.digest}, which is not in the store`);
       manifest = await negotiate(manifest, accept, ref.tag, generator, target, log);

@@ -8,6 +8,7 @@ import { registryRouter } from '../registry/router.js';
 import { serviceFromHost } from '../registry/services.js';
 import { indexLandingPage, serviceLandingPage } from './landing.js';
 import { requestLogger } from './logging.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import { vizRouter } from '../viz/router.js';
 
 export interface AppDependencies {
@@ -15,23 +16,27 @@ export interface AppDependencies {
   store: ContentStore;
   generators: ReadonlyMap<string, Generator>;
   log: Logger;
+  /** Pass the one the store reports cache lookups to; without it the app makes its own. */
+  metrics?: Metrics;
 }
 
 /** The Express app: request log, health, landing pages, the registry API, error bodies. */
-export function createApp({ config, store, generators, log }: AppDependencies): Express {
+export function createApp({ config, store, generators, log, metrics = createMetrics() }: AppDependencies): Express {
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
   app.set('trust proxy', true);
   app.use(requestLogger(log, config.project));
+  app.use(metrics.middleware);
 
   app.get('/healthz', (_req, res) => {
     res.type('text/plain').send('ok\n');
   });
+  app.get('/metrics', metrics.handler);
 
   // Before the registry: viz's page and API, and its refusal of registry requests.
   app.use(vizRouter({ generators, domain: config.domain }));
-  app.use(registryRouter({ store, generators, domain: config.domain }));
+  app.use(registryRouter({ store, generators, domain: config.domain, onGeneration: metrics.observeGeneration }));
 
   app.get('/', (req, res, next) => {
     const service = serviceFromHost(req.headers.host, config.domain);

@@ -1,0 +1,120 @@
+import type { Request, Response, NextFunction, RequestHandler } from 'express';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { RequestLogFields } from '../registry/router.js';
+
+/** The label for requests that reach no host (health checks, /metrics, index pages). */
+const NO_SERVICE = 'none';
+
+type TasksPendingSource = () => number | Promise<number>;
+let tasksPendingSource: TasksPendingSource | undefined;
+
+/**
+ * Registers what `kontain_tasks_pending` reports (the task queue calls this when it
+ * starts). One source per process; the returned function unregisters it, if it is still
+ * the current one.
+ */
+export function setTasksPendingSource(fn: TasksPendingSource): () => void {
+  tasksPendingSource = fn;
+  return () => {
+    if (tasksPendingSource === fn) tasksPendingSource = undefined;
+  };
+}
+
+/** One app's metrics. Each app has its own registry, so several servers in one process (tests) never clash. */
+export interface Metrics {
+  readonly registry: Registry;
+  /** Counts requests and bytes by service and status once a response is done. Mount after the request logger. */
+  readonly middleware: RequestHandler;
+  /** `GET /metrics` in the Prometheus text format. */
+  readonly handler: RequestHandler;
+  /** Time a generator took to answer a tag (cache hits included). */
+  observeGeneration(service: string, seconds: number): void;
+  /** A ContentStore.cached lookup, by the pointer's service. */
+  countCacheLookup(service: string, result: 'hit' | 'miss'): void;
+}
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+
+  const requests = new Counter({
+    name: 'kontain_requests_total',
+    help: 'HTTP requests by service (host) and status; 499 means the client went away first.',
+    labelNames: ['service', 'status'] as const,
+    registers: [registry],
+  });
+  const bytesServed = new Counter({
+    name: 'kontain_bytes_served_total',
+    help: 'Response body bytes sent by the app, by service (blobs redirected to a bucket are not counted).',
+    labelNames: ['service'] as const,
+    registers: [registry],
+  });
+  const generation = new Histogram({
+    name: 'kontain_generation_seconds',
+    help: 'Time to answer a manifest request by tag, by service: building the image, or finding it cached.',
+    labelNames: ['service'] as const,
+    // From cache hits (milliseconds) to source builds (minutes).
+    buckets: [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+    registers: [registry],
+  });
+  const cache = new Counter({
+    name: 'kontain_cache_total',
+    help: 'Lookups of cached images (pointers), by service and result (hit or miss).',
+    labelNames: ['service', 'result'] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'kontain_tasks_pending',
+    help: 'Delayed tasks waiting to run.',
+    registers: [registry],
+    async collect() {
+      this.set(tasksPendingSource ? await tasksPendingSource() : 0);
+    },
+  });
+
+  const middleware = (_req: Request, res: Response, next: NextFunction): void => {
+    let bytes = 0;
+    const count = (chunk: unknown) => {
+      if (chunk && typeof chunk !== 'function') bytes += Buffer.isBuffer(chunk) || chunk instanceof Uint8Array ? chunk.byteLength : Buffer.byteLength(String(chunk));
+    };
+    const write = res.write.bind(res);
+    res.write = ((chunk: unknown, ...rest: unknown[]) => {
+      count(chunk);
+      return (write as (...args: unknown[]) => boolean)(chunk, ...rest);
+    }) as typeof res.write;
+    const end = res.end.bind(res);
+    res.end = ((chunk?: unknown, ...rest: unknown[]) => {
+      count(chunk);
+      return (end as (...args: unknown[]) => Response)(chunk, ...rest);
+    }) as typeof res.end;
+    let done = false;
+    const record = () => {
+      if (done) return;
+      done = true;
+      // The router fills the request-log fields; read them only now, when they are set.
+      const service = (res.locals.fields as RequestLogFields | undefined)?.service ?? NO_SERVICE;
+      const status = res.writableFinished ? res.statusCode : 499; // as the request log counts it
+      requests.inc({ service, status: String(status) });
+      if (bytes > 0) bytesServed.inc({ service }, bytes);
+    };
+    res.on('finish', record);
+    res.on('close', record);
+    next();
+  };
+
+  const handler = (_req: Request, res: Response, next: NextFunction): void => {
+    registry.metrics().then((text) => {
+      res.setHeader('Content-Type', registry.contentType);
+      res.setHeader('Cache-Control', 'no-store');
+      res.end(text);
+    }, next);
+  };
+
+  return {
+    registry,
+    middleware,
+    handler,
+    observeGeneration: (service, seconds) => generation.observe({ service }, seconds),
+    countCacheLookup: (service, result) => cache.inc({ service, result }),
+  };
+}
