@@ -8,6 +8,25 @@ export type StoreConfig =
 
 export type UrlMode = 'public' | 'signed' | 'none';
 
+/** Where delayed work runs: in-process (persisted in the store) or on Cloud Tasks. */
+export type TasksConfig =
+  | { kind: 'embedded' }
+  | {
+      kind: 'cloud';
+      /** `projects/P/locations/L/queues/Q` */
+      queue: string;
+      /** The service's own base URL, which Cloud Tasks calls at `/_tasks/<name>`. */
+      serviceUrl: string;
+      /** Service account Cloud Tasks signs OIDC tokens as; the only identity the endpoint accepts. */
+      serviceAccount?: string;
+      /** The OIDC token audience (default: serviceUrl). */
+      audience: string;
+      /** A shared secret sent as X-Kontain-Task-Secret and accepted instead of a token. */
+      secret?: string;
+      /** A Cloud Tasks API endpoint other than Google's, called without credentials (local tests). */
+      endpoint?: string;
+    };
+
 export interface Config {
   port: number;
   /** Suffix for host routing (`kontain.me`); empty means path routing only. */
@@ -35,6 +54,8 @@ export interface Config {
   dockerConfigPath?: string;
   /** mirror: serve a previously resolved tag from the cache when the upstream fails. */
   mirrorStaleIfError: boolean;
+  /** Delayed work backend (wait host). */
+  tasks: TasksConfig;
 }
 
 export class ConfigError extends Error {
@@ -66,7 +87,48 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       .filter(Boolean),
     dockerConfigPath: env.KONTAIN_DOCKER_CONFIG?.trim() || undefined,
     mirrorStaleIfError: boolean(env, 'KONTAIN_MIRROR_STALE_IF_ERROR', true),
+    tasks: parseTasks(env),
   };
+}
+
+const QUEUE = /^projects\/[a-z0-9.:-]+\/locations\/[a-z0-9-]+\/queues\/[A-Za-z0-9-]{1,100}$/;
+
+function parseTasks(env: NodeJS.ProcessEnv): TasksConfig {
+  const spec = env.KONTAIN_TASKS?.trim();
+  if (!spec || spec === 'embedded') return { kind: 'embedded' };
+  if (!QUEUE.test(spec)) throw new ConfigError(`KONTAIN_TASKS=${spec} is not projects/PROJECT/locations/LOCATION/queues/QUEUE (or unset for the embedded queue)`);
+  const serviceUrl = httpURL(env, 'KONTAIN_TASKS_SERVICE_URL', true)!;
+  const audience = env.KONTAIN_TASKS_AUDIENCE?.trim() || serviceUrl;
+  const serviceAccount = env.KONTAIN_TASKS_SERVICE_ACCOUNT?.trim() || undefined;
+  if (serviceAccount && !/^[^@\s]+@[^@\s]+$/.test(serviceAccount)) {
+    throw new ConfigError(`KONTAIN_TASKS_SERVICE_ACCOUNT=${serviceAccount} is not a service account email`);
+  }
+  const secret = env.KONTAIN_TASKS_SECRET?.trim() || undefined;
+  if (secret !== undefined && secret.length < 16) throw new ConfigError('KONTAIN_TASKS_SECRET must be at least 16 characters');
+  // Without either, the task endpoint could not tell Cloud Tasks from anyone else.
+  if (!serviceAccount && !secret) {
+    throw new ConfigError('KONTAIN_TASKS with a Cloud Tasks queue needs KONTAIN_TASKS_SERVICE_ACCOUNT (OIDC tokens) or KONTAIN_TASKS_SECRET');
+  }
+  return { kind: 'cloud', queue: spec, serviceUrl, serviceAccount, audience, secret, endpoint: httpURL(env, 'KONTAIN_CLOUD_TASKS_ENDPOINT', false) };
+}
+
+/** An http(s) URL with no query or fragment, without its trailing slash. */
+function httpURL(env: NodeJS.ProcessEnv, name: string, required: boolean): string | undefined {
+  const raw = env[name]?.trim();
+  if (!raw) {
+    if (required) throw new ConfigError(`${name} must be set to the service's own URL (https://...) when KONTAIN_TASKS names a Cloud Tasks queue`);
+    return undefined;
+  }
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name}=${raw} is not a URL`);
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.search || url.hash) {
+    throw new ConfigError(`${name}=${raw} must be an http(s) URL without query or fragment`);
+  }
+  return url.toString().replace(/\/+$/, '');
 }
 
 function parseStore(spec: string): StoreConfig {

@@ -5,6 +5,7 @@ import type { AcceptedTypes } from '../registry/accept.js';
 import type { Descriptor, StoredManifest } from '../oci/types.js';
 import type { ByteRange } from '../storage/backend.js';
 import type { Config } from '../config.js';
+import type { TaskQueue } from '../tasks/queue.js';
 
 /** What a generator is asked for when a client requests a manifest by tag. */
 export interface TagRequest {
@@ -57,4 +58,6 @@ export interface GeneratorContext {
   store: ContentStore;
   config: Config;
   log: Logger;
+  /** Delayed work (the wait host); generators register their task handlers on it. */
+  tasks?: TaskQueue;
 }

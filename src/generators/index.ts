@@ -3,6 +3,7 @@ import { RandomGenerator } from './random.js';
 import { MirrorGenerator } from './mirror.js';
 import { FlattenGenerator } from './flatten.js';
 import { EstargzGenerator } from './estargz.js';
+import { WaitGenerator } from './wait.js';
 import { RegistryClient } from '../remote/client.js';
 import { VizHost } from '../viz/host.js';
 import { RegistryImageSource } from '../viz/source.js';
@@ -21,6 +22,7 @@ export function createGenerators(context: GeneratorContext): Map<string, Generat
     new MirrorGenerator(context, client, { staleIfError: context.config.mirrorStaleIfError }),
     new FlattenGenerator(context, client),
     new EstargzGenerator(context, client),
+    new WaitGenerator(context),
     new VizHost(new RegistryImageSource(client), context.config.domain),
   ];
   return new Map(generators.map((g) => [g.service, g]));

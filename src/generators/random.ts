@@ -6,6 +6,8 @@ import { RegistryError } from '../registry/errors.js';
 import { writeGzipLayer, type WrittenLayer } from '../oci/layer.js';
 import { writeImage } from '../oci/image.js';
 import type { Descriptor } from '../oci/types.js';
+import type { FormatFamily } from '../oci/mediatypes.js';
+import type { ContentStore } from '../content/store.js';
 import type { Generator, GeneratorContext, TagRequest } from './generator.js';
 
 export const RANDOM_MAX_LAYERS = 99;
@@ -76,29 +78,33 @@ export class RandomGenerator implements Generator {
   constructor(private readonly context: GeneratorContext) {}
 
   async manifest(request: TagRequest): Promise<Descriptor> {
-    const shape = parseRandomTag(request.tag);
-    const layers: WrittenLayer[] = new Array(shape.layers);
-    // A few layers at a time, so one layer's fsync overlaps the next one's hashing; a
-    // small bound keeps memory flat for 99-layer images.
-    let next = 0;
-    const worker = async () => {
-      for (let i = next++; i < shape.layers; i = next++) {
-        // Random bytes do not compress: gzip level 0 keeps valid gzip layers without the cost.
-        layers[i] = await writeGzipLayer(this.context.store, randomLayerTar(`random-${i}`, shape.size), { gzipLevel: 0 });
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(LAYER_CONCURRENCY, shape.layers) }, worker));
-    const created = new Date().toISOString();
-    return writeImage(this.context.store, {
-      family: request.accept.preferredFamily(),
-      config: {
-        created,
-        architecture: 'amd64',
-        os: 'linux',
-        config: {},
-        history: layers.map((_, i) => ({ created, created_by: `kontain random layer ${i + 1} of ${shape.layers}, ${shape.size} bytes` })),
-      },
-      layers,
-    });
+    return writeRandomImage(this.context.store, parseRandomTag(request.tag), request.accept.preferredFamily());
   }
+}
+
+/** Writes an image of `shape.layers` layers of `shape.size` random bytes each (random and wait hosts). */
+export async function writeRandomImage(store: ContentStore, shape: RandomShape, family: FormatFamily): Promise<Descriptor> {
+  const layers: WrittenLayer[] = new Array(shape.layers);
+  // A few layers at a time, so one layer's fsync overlaps the next one's hashing; a
+  // small bound keeps memory flat for 99-layer images.
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < shape.layers; i = next++) {
+      // Random bytes do not compress: gzip level 0 keeps valid gzip layers without the cost.
+      layers[i] = await writeGzipLayer(store, randomLayerTar(`random-${i}`, shape.size), { gzipLevel: 0 });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(LAYER_CONCURRENCY, shape.layers) }, worker));
+  const created = new Date().toISOString();
+  return writeImage(store, {
+    family,
+    config: {
+      created,
+      architecture: 'amd64',
+      os: 'linux',
+      config: {},
+      history: layers.map((_, i) => ({ created, created_by: `kontain random layer ${i + 1} of ${shape.layers}, ${shape.size} bytes` })),
+    },
+    layers,
+  });
 }

@@ -1,4 +1,4 @@
-import express, { type Request, type Response, type NextFunction, type Express } from 'express';
+import express, { type Request, type Response, type NextFunction, type Express, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { ContentStore } from '../content/store.js';
@@ -18,16 +18,20 @@ export interface AppDependencies {
   log: Logger;
   /** Pass the one the store reports cache lookups to; without it the app makes its own. */
   metrics?: Metrics;
+  /** `POST /_tasks/:name`, when tasks arrive over HTTP (Cloud Tasks); the embedded queue needs none. */
+  taskEndpoint?: RequestHandler;
 }
 
 /** The Express app: request log, health, landing pages, the registry API, error bodies. */
-export function createApp({ config, store, generators, log, metrics = createMetrics() }: AppDependencies): Express {
+export function createApp({ config, store, generators, log, metrics = createMetrics(), taskEndpoint }: AppDependencies): Express {
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
   app.set('trust proxy', true);
   app.use(requestLogger(log, config.project));
   app.use(metrics.middleware);
+  // Before every host's routes: task calls may arrive on any host name.
+  if (taskEndpoint) app.use(taskEndpoint);
 
   app.get('/healthz', (_req, res) => {
     res.type('text/plain').send('ok\n');

@@ -7,17 +7,26 @@ import { createBackend } from '../storage/index.js';
 import { createApp } from './app.js';
 import { createMetrics } from './metrics.js';
 import { startPeriodicGc } from '../content/gc.js';
+import { createTaskEndpoint, createTaskQueue, type TaskEndpointDependencies } from '../tasks/index.js';
+import type { TaskQueue } from '../tasks/queue.js';
 
 export interface RunningServer {
   server: Server;
   port: number;
   store: ContentStore;
+  tasks: TaskQueue;
   /** Stops accepting connections, lets in-flight requests finish, then resolves. */
   close(): Promise<void>;
 }
 
 /** Wires config → backend → content store → generators → app, and listens. */
-export async function startServer(config: Config, log: Logger, host = '0.0.0.0'): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  log: Logger,
+  host = '0.0.0.0',
+  /** Test hooks: the signing keys the task endpoint trusts. */
+  dependencies: { tasks?: TaskEndpointDependencies } = {},
+): Promise<RunningServer> {
   const backend = await createBackend(config);
   // One metrics registry per server: the store and the app report to the same one.
   const metrics = createMetrics();
@@ -26,8 +35,10 @@ export async function startServer(config: Config, log: Logger, host = '0.0.0.0')
     pointerTTLms: config.ttlSeconds * 1000,
     onCacheLookup: metrics.countCacheLookup,
   });
-  const generators = createGenerators({ store, config, log });
-  const app = createApp({ config, store, generators, log, metrics });
+  const tasks = await createTaskQueue(config, backend, log);
+  const generators = createGenerators({ store, config, log, tasks });
+  const taskEndpoint = await createTaskEndpoint(config, tasks, log, dependencies.tasks);
+  const app = createApp({ config, store, generators, log, metrics, taskEndpoint });
   const server = createServer(app);
   // Generating a large image can take a while before the first byte: no socket timeout.
   server.requestTimeout = 0;
@@ -39,13 +50,19 @@ export async function startServer(config: Config, log: Logger, host = '0.0.0.0')
   const port = typeof address === 'object' && address ? address.port : config.port;
   log.info({ port, store: backend.description, domain: config.domain || undefined }, 'kontain serving');
   const gc = startPeriodicGc(store, { intervalMs: config.gcIntervalSeconds * 1000, graceMs: config.gcGraceSeconds * 1000, log });
+  // After listening: the embedded queue runs overdue tasks at once, and their images
+  // should be servable as they appear.
+  await tasks.start();
   return {
     server,
     port,
     store,
+    tasks,
     close: () =>
       Promise.all([
         gc.stop(),
+        // Clears the embedded queue's timers; its pending tasks stay in the store for the next start.
+        tasks.stop(),
         new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeIdleConnections();
