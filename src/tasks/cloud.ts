@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { TasksConfig } from '../config.js';
 import { CloudTasksClient } from '@google-cloud/tasks';
 import { PassThroughClient } from 'google-auth-library';
 import { TaskHandlers, checkDelay, checkTaskName, type EnqueueOptions, type EnqueueResult, type JsonValue, type TaskHandler, type TaskQueue } from './queue.js';
@@ -10,24 +11,8 @@ export const TASK_SECRET_HEADER = 'X-Kontain-Task-Secret';
 /** gRPC status ALREADY_EXISTS: a task of that name exists or ran recently. */
 const ALREADY_EXISTS = 6;
 
-export interface CloudTaskQueueOptions {
-  /** `projects/P/locations/L/queues/Q` */
-  queue: string;
-  /** The service's own base URL; tasks call `POST <serviceUrl>/_tasks/<name>`. */
-  serviceUrl: string;
-  /** Cloud Tasks signs an OIDC token as this service account for every call. */
-  serviceAccount?: string;
-  audience: string;
-  /** Sent as X-Kontain-Task-Secret on every call, when set. */
-  secret?: string;
-  /**
-   * A Cloud Tasks API endpoint other than Google's, `http(s)://host[:port]` (local test
-   * endpoints). Like the storage backend's custom endpoint, it is called without
-   * credentials.
-   */
-  endpoint?: string;
-  log: Logger;
-}
+/** The `cloud` form of KONTAIN_TASKS (documented on TasksConfig), plus a logger. */
+export type CloudTaskQueueOptions = Omit<Extract<TasksConfig, { kind: 'cloud' }>, 'kind'> & { log: Logger };
 
 /**
  * Cloud Tasks: each enqueue creates an HTTP task aimed at the service's own

@@ -13,15 +13,8 @@ export async function createTaskQueue(config: Config, backend: StorageBackend, l
   if (tasks.kind === 'embedded') return new EmbeddedTaskQueue(backend, { log });
   // Loaded only when used, so the embedded default never pays for the Cloud Tasks client.
   const { CloudTaskQueue } = await import('./cloud.js');
-  return new CloudTaskQueue({
-    queue: tasks.queue,
-    serviceUrl: tasks.serviceUrl,
-    serviceAccount: tasks.serviceAccount,
-    audience: tasks.audience,
-    secret: tasks.secret,
-    endpoint: tasks.endpoint,
-    log,
-  });
+  const { kind: _kind, ...options } = tasks;
+  return new CloudTaskQueue({ ...options, log });
 }
 
 export interface TaskEndpointDependencies {
