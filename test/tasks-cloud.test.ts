@@ -5,14 +5,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/server/logging.js';
 import { startServer, type RunningServer } from '../src/server/serve.js';
 import { startFakeCloudTasks, type FakeCloudTasks } from './support/fake-cloud-tasks.js';
 import { registryError, request, type HttpResult } from './support/http.js';
-import { skopeoCopy } from './support/tools.js';
-import { OciLayout } from './support/oci-layout.js';
+import { pullWaitImage } from './support/wait-image.js';
 
 const QUEUE = 'projects/test-project/locations/us-central1/queues/kontain';
 const SERVICE_ACCOUNT = 'kontain-tasks@test-project.iam.gserviceaccount.com';
@@ -97,16 +95,6 @@ function bearer(token: string): Record<string, string> {
 }
 
 /** 10 layers of 100 random bytes, pulled with skopeo. */
-async function assertWaitImage(server: CloudServer, ref: string, dir: string): Promise<void> {
-  await skopeoCopy(`docker://${server.address}/${ref}`, `oci:${dir}:t`);
-  const layout = new OciLayout(dir);
-  const manifest = await layout.manifest('t');
-  assert.equal(manifest.layers.length, 10);
-  for (const layer of manifest.layers) {
-    const tarBytes = gunzipSync(await layout.blob(layer.digest));
-    assert.equal(parseInt(tarBytes.subarray(124, 136).toString('ascii').replace(/\0.*$/, '').trim(), 8), 100);
-  }
-}
 
 test('wait on Cloud Tasks: one HTTP task with an OIDC token, delivered to /_tasks/wait at its time, then the image', async () => {
   const first = await request(`${oidcServer.url}/v2/wait/c/manifests/1s`, { headers: ACCEPT });
@@ -131,7 +119,7 @@ test('wait on Cloud Tasks: one HTTP task with an OIDC token, delivered to /_task
   assert.ok(delivery.withToken);
   assert.equal(delivery.status, 204, 'accepted on the first attempt');
   assert.ok(delivery.at.getTime() >= task.scheduleTime.getTime());
-  await assertWaitImage(oidcServer, 'wait/c:1s', path.join(work, 'c'));
+  await pullWaitImage(oidcServer.address, 'wait/c:1s', path.join(work, 'c'));
 });
 
 test('wait on Cloud Tasks with the shared secret instead of a token', async () => {

@@ -4,13 +4,11 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import { startKontain, type TestServer } from './support/kontain.js';
 import { registryError, request, type HttpResult } from './support/http.js';
-import { skopeoCopy } from './support/tools.js';
-import { OciLayout } from './support/oci-layout.js';
 import { startFakeGcs } from './support/fake-gcs.js';
 import type { ContentStore } from '../src/content/store.js';
+import { pullWaitImage } from './support/wait-image.js';
 
 const ACCEPT = { Accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' };
 let server: TestServer;
@@ -67,20 +65,6 @@ function assertNotReady(res: HttpResult, maxSeconds: number): Date {
   return readyAt;
 }
 
-/** Pulls with skopeo and checks the wait image: 10 gzip layers holding 100 random bytes each. */
-async function pullWaitImage(target: TestServer, ref: string, dir: string): Promise<string> {
-  await skopeoCopy(`docker://${target.address}/${ref}`, `oci:${dir}:t`);
-  const layout = new OciLayout(dir);
-  const manifest = await layout.manifest('t');
-  assert.equal(manifest.layers.length, 10);
-  for (const layer of manifest.layers) {
-    const tarBytes = gunzipSync(await layout.blob(layer.digest));
-    // One regular file of 100 bytes: a 512-byte header, 100 bytes padded to 512, two zero blocks.
-    const size = parseInt(tarBytes.subarray(124, 136).toString('ascii').replace(/\0.*$/, '').trim(), 8);
-    assert.equal(size, 100);
-  }
-  return layout.manifestDigest('t');
-}
 
 test('wait/x:1s: "not ready" with the time until ready, one task however often pulled, then the image', async () => {
   const first = await getManifest(server, 'wait/x', '1s');
@@ -98,7 +82,7 @@ test('wait/x:1s: "not ready" with the time until ready, one task however often p
 
   await until('the wait task to run', async () => (await pendingTasks(server.store)).length === 0);
   assert.ok(Date.now() >= readyAt.getTime() - 50, 'not before its time');
-  const digest = await pullWaitImage(server, 'wait/x:1s', path.join(work, 'x'));
+  const digest = await pullWaitImage(server.address, 'wait/x:1s', path.join(work, 'x'));
 
   // The same image by tag and by digest, again and again.
   const byTag = await getManifest(server, 'wait/x', '1s');
@@ -129,7 +113,7 @@ test('a server stopped before the due time and restarted after it serves the ima
   await until('the overdue task to run after restart', async () => (await pendingTasks(b.store)).length === 0);
   const res = await getManifest(b, 'wait/r', '1s');
   assert.equal(res.status, 200, res.body.toString());
-  await pullWaitImage(b, 'wait/r:1s', path.join(work, 'r'));
+  await pullWaitImage(b.address, 'wait/r:1s', path.join(work, 'r'));
   assert.equal((await pendingTasks(b.store)).length, 0, 'no new task');
 });
 
