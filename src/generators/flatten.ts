@@ -5,7 +5,7 @@ import { writeImage } from '../oci/image.js';
 import { formatReference } from '../remote/reference.js';
 import type { FormatFamily } from '../oci/mediatypes.js';
 import type { Descriptor, ImageConfig } from '../oci/types.js';
-import { DerivedGenerator, type UpstreamImage } from './derived.js';
+import { DERIVED_GZIP_LEVEL, DerivedGenerator, type UpstreamImage } from './derived.js';
 
 /** `flatten`: an upstream image squashed to one layer, runtime config kept. */
 export class FlattenGenerator extends DerivedGenerator {
@@ -18,7 +18,7 @@ export class FlattenGenerator extends DerivedGenerator {
   }
 
   protected async transform(image: UpstreamImage, _log: Logger): Promise<Descriptor> {
-    const layer = await writeGzipLayer(this.store, flattenLayers(image.manifest.layers.map((l) => () => image.openLayer(l))));
+    const layer = await writeGzipLayer(this.store, flattenLayers(image.manifest.layers.map((l) => () => image.openLayer(l))), { gzipLevel: DERIVED_GZIP_LEVEL });
     const { rootfs: _rootfs, history: _history, ...kept } = image.config;
     const config: Partial<ImageConfig> & Pick<ImageConfig, 'architecture' | 'os'> = {
       ...kept,

@@ -3,7 +3,8 @@ import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { RegistryError } from '../registry/errors.js';
-import { writeGzipLayer, type WrittenLayer } from '../oci/layer.js';
+import { writeGzipLayer } from '../oci/layer.js';
+import { mapConcurrent } from '../util/concurrency.js';
 import { writeImage } from '../oci/image.js';
 import type { Descriptor } from '../oci/types.js';
 import type { FormatFamily } from '../oci/mediatypes.js';
@@ -84,17 +85,12 @@ export class RandomGenerator implements Generator {
 
 /** Writes an image of `shape.layers` layers of `shape.size` random bytes each (random and wait hosts). */
 export async function writeRandomImage(store: ContentStore, shape: RandomShape, family: FormatFamily): Promise<Descriptor> {
-  const layers: WrittenLayer[] = new Array(shape.layers);
   // A few layers at a time, so one layer's fsync overlaps the next one's hashing; a
   // small bound keeps memory flat for 99-layer images.
-  let next = 0;
-  const worker = async () => {
-    for (let i = next++; i < shape.layers; i = next++) {
-      // Random bytes do not compress: gzip level 0 keeps valid gzip layers without the cost.
-      layers[i] = await writeGzipLayer(store, randomLayerTar(`random-${i}`, shape.size), { gzipLevel: 0 });
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(LAYER_CONCURRENCY, shape.layers) }, worker));
+  const layers = await mapConcurrent(Array.from({ length: shape.layers }, (_, i) => i), LAYER_CONCURRENCY, (i) =>
+    // Random bytes do not compress: gzip level 0 keeps valid gzip layers without the cost.
+    writeGzipLayer(store, randomLayerTar(`random-${i}`, shape.size), { gzipLevel: 0 }),
+  );
   const created = new Date().toISOString();
   return writeImage(store, {
     family,

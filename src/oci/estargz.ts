@@ -95,6 +95,10 @@ export async function writeEstargzLayer(
 const gzipAsync = promisify(gzip);
 /** Below this, compressing on the main thread is cheaper than a thread-pool round trip. */
 const SYNC_GZIP_LIMIT = 64 * 1024;
+
+/** Uncompressed bytes and members being compressed at once: enough for every core, bounded memory. */
+const MAX_IN_FLIGHT_BYTES = 16 * 1024 * 1024;
+const MAX_IN_FLIGHT_MEMBERS = 64;
 const DROPPED = new Set([TOC_TAR_NAME, PREFETCH_LANDMARK, NO_PREFETCH_LANDMARK]);
 /**
  * Headers of entries without payload (dirs, links, empty files) share the open member.
@@ -111,8 +115,13 @@ type PayloadSource = (max: number) => Promise<Buffer | undefined>;
 class EstargzWriter {
   private readonly chunkSize: number;
   private readonly level: number;
-  /** Compressed bytes emitted so far: the offset at which the next member starts. */
+  /** Compressed bytes emitted so far: the offset at which the next emitted member starts. */
   private compressed = 0;
+  /** Members being compressed, oldest first, with the TOC entries that start at each. */
+  private readonly inFlight: { gz: Promise<Buffer>; bytes: number; entries: TocEntry[] }[] = [];
+  private inFlightBytes = 0;
+  /** Chunk entries whose data opens the member being assembled. */
+  private startsNextMember: TocEntry[] = [];
   private readonly diff = createHash('sha256');
   private uncompressed = 0;
   /** Uncompressed bytes of the member being assembled. */
@@ -160,6 +169,7 @@ class EstargzWriter {
         yield* this.appendEntry(header, (max) => reader.readPayload(max));
       }
       yield* this.closeMember();
+      yield* this.emitMembers(0);
 
       // The TOC member: a one-entry tar, with the end-of-archive blocks for the whole stream.
       const tocOffset = this.compressed;
@@ -169,6 +179,7 @@ class EstargzWriter {
       this.write(tocJSON);
       this.write(Buffer.alloc(padTo(tocJSON.length) + 2 * BLOCK));
       yield* this.closeMember();
+      yield* this.emitMembers(0);
       yield footerBytes(tocOffset);
 
       this.done = {
@@ -205,7 +216,8 @@ class EstargzWriter {
       // As the reference: chunkSize is left out ("to end of file") only on a short last chunk.
       if (remain < length) length = remain;
       else current.chunkSize = length;
-      current.offset = this.compressed;
+      // Its compressed offset is known once the members before it are compressed.
+      this.startsNextMember.push(current);
       current.chunkOffset = written;
       this.headerRun = 0;
       const chunk = createHash('sha256');
@@ -256,7 +268,12 @@ class EstargzWriter {
     this.memberLength += bytes.length;
   }
 
-  /** Compresses the member assembled so far as one complete gzip member and emits it. */
+  /**
+   * Starts compressing the member assembled so far as one complete gzip member, then emits
+   * finished members in order while too many are in flight. Small members are compressed
+   * at once on this thread (a thread-pool hop costs more than they do); larger ones on the
+   * thread pool, several at a time, so a layer uses more than one core.
+   */
   private async *closeMember(): AsyncGenerator<Buffer> {
     if (this.memberLength === 0) return;
     const data = this.member.length === 1 ? this.member[0]! : Buffer.concat(this.member, this.memberLength);
@@ -265,9 +282,25 @@ class EstargzWriter {
     this.headerRun = 0;
     this.diff.update(data);
     this.uncompressed += data.length;
-    const gz = data.length < SYNC_GZIP_LIMIT ? gzipSync(data, { level: this.level }) : await gzipAsync(data, { level: this.level });
-    this.compressed += gz.length;
-    yield gz;
+    const gz = data.length < SYNC_GZIP_LIMIT ? Promise.resolve(gzipSync(data, { level: this.level })) : gzipAsync(data, { level: this.level });
+    // Rejections are handled when the member reaches the head of the queue.
+    gz.catch(() => undefined);
+    this.inFlight.push({ gz, bytes: data.length, entries: this.startsNextMember });
+    this.inFlightBytes += data.length;
+    this.startsNextMember = [];
+    yield* this.emitMembers(MAX_IN_FLIGHT_BYTES);
+  }
+
+  /** Emits compressed members in order until at most `keepBytes` of input are still in flight. */
+  private async *emitMembers(keepBytes: number): AsyncGenerator<Buffer> {
+    while (this.inFlight.length > 0 && (this.inFlightBytes > keepBytes || this.inFlight.length > MAX_IN_FLIGHT_MEMBERS)) {
+      const member = this.inFlight.shift()!;
+      this.inFlightBytes -= member.bytes;
+      const gz = await member.gz;
+      for (const entry of member.entries) entry.offset = this.compressed;
+      this.compressed += gz.length;
+      yield gz;
+    }
   }
 }
 

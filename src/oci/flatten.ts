@@ -2,10 +2,11 @@
  * Flattening: N layer tars in, one tar out that holds exactly the filesystem the layers
  * make when applied bottom first (image-format spec §6-8 and §10).
  *
- * How: one pass over the layers, opened one at a time. Each entry's metadata is replayed
- * into an in-memory tree (`FlattenTree`: metadata only), and each regular file's bytes
- * are appended to a per-layer spool file on disk. When every layer is read, the tree is
- * written out sorted by path, file bytes read back from the spool.
+ * How: one pass over the layers, two read at a time (decompression is most of the read
+ * cost, and it runs on the thread pool). Each regular file's bytes are appended to a
+ * per-layer spool file on disk, and each entry's metadata is replayed, strictly in layer
+ * order, into an in-memory tree (`FlattenTree`: metadata only). When every layer is
+ * applied, the tree is written out sorted by path, file bytes read back from the spool.
  *
  * Why spool rather than re-read the layers: the output must be sorted (reproducible
  * layers, hardlink targets before their links) while layer contents arrive in layer
@@ -15,7 +16,8 @@
  * tens of thousands of small files a base image has.
  *
  * Memory: the tree (a few hundred bytes per path of the final filesystem plus the
- *   entries of the layers replayed into it) and a chunk or two of file data in flight.
+ *   entries of the layers replayed into it), the headers of the layer read ahead, and a
+ *   chunk or two of file data in flight.
  *   No file's contents are ever held whole.
  * Disk: up to the total size of all regular-file payloads of all layers (≈ the sum of the
  *   layers' uncompressed sizes). A layer's spool file is deleted as soon as nothing it
@@ -27,13 +29,13 @@ import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { TarReader } from './estargz-tar.js';
+import { TarReader, type TarHeader } from './estargz-tar.js';
 import { FlattenTree, FlattenError, isWhiteoutName, type TreeEntry } from './flatten-tree.js';
 import { END_OF_ARCHIVE, encodeHeader, paddingFor, type OutputHeader } from './flatten-tar-writer.js';
 
 export { FlattenError } from './flatten-tree.js';
 
-/** Opens one layer's *uncompressed* tar. Called once per layer, in order, never two open at once. */
+/** Opens one layer's *uncompressed* tar. Called once per layer, in order, at most two open at once. */
 export type LayerOpener = () => Promise<Readable>;
 
 export interface FlattenOptions {
@@ -69,35 +71,63 @@ export function flattenLayers(layers: LayerOpener[], options: FlattenOptions = {
   return out;
 }
 
+/** Layers spooled at once: while one layer's tar is applied, the next is already decompressing. */
+const READ_AHEAD = 2;
+
 async function* generate(layers: LayerOpener[], options: FlattenOptions, signal: AbortSignal): AsyncGenerator<Buffer> {
   const spool = await Spool.create(options.tmpDir ?? tmpdir());
+  // Stops the read-ahead when we fail or are destroyed.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  const reads: Promise<SpooledEntry[]>[] = [];
+  const startRead = (i: number) => {
+    if (i >= layers.length) return;
+    const read = spoolLayer(i, layers[i]!, spool, stop.signal);
+    read.catch(() => undefined);
+    reads[i] = read;
+  };
   try {
+    for (let i = 0; i < READ_AHEAD; i++) startRead(i);
     const tree = new FlattenTree<SpoolRef>({
       adopt: (ref) => spool.adopt(ref.layer),
       release: (ref) => spool.release(ref.layer),
     });
     for (let i = 0; i < layers.length; i++) {
+      const entries = await reads[i]!;
       signal.throwIfAborted();
+      startRead(i + READ_AHEAD);
       tree.beginLayer(i);
-      await readLayer(i, layers[i]!, tree, spool, signal);
-      await spool.finishLayer();
+      for (const { header, content } of entries) tree.apply(header, content);
+      await spool.finishLayer(i);
     }
     yield* emit(tree.entries(), spool, signal);
   } finally {
+    signal.removeEventListener('abort', onAbort);
+    stop.abort(new Error('flatten: finished'));
+    await Promise.allSettled(reads);
     await spool.dispose();
   }
 }
 
-async function readLayer(index: number, openLayer: LayerOpener, tree: FlattenTree<SpoolRef>, spool: Spool, signal: AbortSignal): Promise<void> {
+/** A tar entry read and spooled, waiting for its turn to be applied to the tree. */
+interface SpooledEntry {
+  header: TarHeader;
+  content?: SpoolRef;
+}
+
+/** Reads one layer to the end: payloads into its spool file, headers (without their raw blocks) into a list. */
+async function spoolLayer(index: number, openLayer: LayerOpener, spool: Spool, signal: AbortSignal): Promise<SpooledEntry[]> {
   const stream = await openLayer();
   if (signal.aborted) {
-    // Destroyed while the layer was being opened: nobody else will close it.
+    // Stopped while the layer was being opened: nobody else will close it.
     stream.destroy();
     signal.throwIfAborted();
   }
   const onAbort = () => stream.destroy(new Error('flatten: output stream destroyed'));
   signal.addEventListener('abort', onAbort, { once: true });
   const reader = new TarReader(stream);
+  const entries: SpooledEntry[] = [];
   try {
     for (;;) {
       const header = await reader.next();
@@ -108,12 +138,14 @@ async function readLayer(index: number, openLayer: LayerOpener, tree: FlattenTre
       if (header.type === 'reg' && header.size > 0 && !isWhiteoutName(header.name)) {
         content = await spool.append(index, reader, header.size);
       }
-      tree.apply(header, content);
+      // The raw blocks are half a kilobyte per entry and only the estargz writer needs them.
+      entries.push({ header: { ...header, raw: [], globalRaw: [] }, content });
     }
+    return entries;
   } catch (err) {
     await reader.close().catch(() => {});
     stream.destroy();
-    if (err instanceof FlattenError || signal.aborted) throw err;
+    if (signal.aborted) throw err;
     throw new Error(`flatten: reading layer ${index}: ${(err as Error).message}`, { cause: err });
   } finally {
     signal.removeEventListener('abort', onAbort);
@@ -208,12 +240,13 @@ class Spool {
   }
 
   /**
-   * Deletes spool files nothing in the tree needs any more. Only at layer boundaries:
-   * the layer being read may still add names for content it spooled.
+   * Deletes spool files of layers up to `applied` that nothing in the tree needs any more.
+   * Only at layer boundaries: the layer being applied may still add names for content it
+   * spooled, and later layers are still being read.
    */
-  async finishLayer(): Promise<void> {
+  async finishLayer(applied: number): Promise<void> {
     for (const [layer, file] of this.files) {
-      if (file.live > 0) continue;
+      if (layer > applied || file.live > 0) continue;
       this.files.delete(layer);
       await file.handle.close();
       await rm(file.path, { force: true });

@@ -1,6 +1,6 @@
-import { createGzip } from 'node:zlib';
 import type { Transform } from 'node:stream';
 import { StoredGzip } from './stored-gzip.js';
+import { ParallelGzip } from './parallel-gzip.js';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { ContentStore } from '../content/store.js';
@@ -31,7 +31,7 @@ export interface LayerWriteOptions {
 export async function writeGzipLayer(store: ContentStore, tar: Readable, options: LayerWriteOptions = {}): Promise<WrittenLayer> {
   const uncompressed = new DigestingStream();
   const level = options.gzipLevel ?? 6;
-  const gzip: Transform = level === 0 ? new StoredGzip() : createGzip({ level, chunkSize: 256 * 1024 });
+  const gzip: Transform = level === 0 ? new StoredGzip() : new ParallelGzip({ level });
   const stored = store.putBlob(gzip);
   await Promise.all([pipeline(tar, uncompressed, gzip), stored]);
   const blob = await stored;

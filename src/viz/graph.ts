@@ -1,6 +1,7 @@
 import type { Platform } from '../oci/types.js';
 import { formatPlatform, humanSize, shortDigest } from './format.js';
 import type { ImageGraphSource, ResolvedImage } from './source.js';
+import { mapConcurrent } from '../util/concurrency.js';
 
 /** What became of one requested reference. */
 export type ImageOutcome = { reference: string; image: ResolvedImage } | { reference: string; error: string };
@@ -59,21 +60,13 @@ export interface ResolveOptions {
 /** Resolves every reference, in order; a failure becomes that reference's error, never the whole request's. */
 export async function resolveImages(source: ImageGraphSource, references: string[], platform: Platform, options: ResolveOptions = {}): Promise<ImageOutcome[]> {
   const { concurrency = 4, timeoutMs = 30_000 } = options;
-  const outcomes: ImageOutcome[] = new Array(references.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < references.length) {
-      const i = next++;
-      const reference = references[i]!;
-      try {
-        outcomes[i] = { reference, image: await withTimeout(source.resolve(reference, platform), timeoutMs, reference) };
-      } catch (err) {
-        outcomes[i] = { reference, error: err instanceof Error ? err.message : String(err) };
-      }
+  return mapConcurrent(references, concurrency, async (reference): Promise<ImageOutcome> => {
+    try {
+      return { reference, image: await withTimeout(source.resolve(reference, platform), timeoutMs, reference) };
+    } catch (err) {
+      return { reference, error: err instanceof Error ? err.message : String(err) };
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, references.length) }, worker));
-  return outcomes;
+  });
 }
 
 async function withTimeout<T>(work: Promise<T>, ms: number, reference: string): Promise<T> {
