@@ -35,3 +35,11 @@ export async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number;
 }
 
 export const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+/** CPU seconds (user + system) a process has used so far (Linux /proc, USER_HZ = 100). */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
