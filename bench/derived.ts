@@ -17,7 +17,7 @@ import { promisify } from 'node:util';
 import { request } from '../test/support/http.js';
 import { startUpstreamRegistry, type UpstreamRegistry } from '../test/support/upstream-registry.js';
 import { layoutDir, pushOciLayout, tarLayer, writeOciLayout, type WrittenLayout } from '../test/support/upstream-images.js';
-import { mb, peakRss, startServerProcess, timed } from './support.js';
+import { mb, peakRss, runBench, startServerProcess, timed } from './support.js';
 
 const exec = promisify(execFile);
 const ROUNDS = 3;
@@ -129,10 +129,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench(main);

@@ -16,7 +16,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { startUpstreamRegistry } from '../test/support/upstream-registry.js';
 import { layoutDir, pushOciLayout, tarLayer, writeOciLayout } from '../test/support/upstream-images.js';
-import { cpuSeconds, startServerProcess, timed } from './support.js';
+import { cpuSeconds, runBench, startServerProcess, timed } from './support.js';
 import { availableParallelism } from 'node:os';
 
 const exec = promisify(execFile);
@@ -92,10 +92,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench(main);

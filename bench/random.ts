@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { peakRss, startServerProcess, timed, mb } from './support.js';
+import { mb, peakRss, runBench, startServerProcess, timed } from './support.js';
 
 const exec = promisify(execFile);
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -108,7 +108,4 @@ async function main() {
   }
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runBench(main);
