@@ -10,7 +10,7 @@ import tar from 'tar-stream';
 import { flattenLayers, FlattenError, type LayerOpener } from './flatten.js';
 import { encodeHeader, END_OF_ARCHIVE, paddingFor } from './flatten-tar-writer.js';
 import { TarReader } from './estargz-tar.js';
-import { writeOciLayout } from '../../test/support/write-oci-layout.js';
+import { writeOciLayout } from '../../test/support/upstream-images.js';
 import { readTree } from '../../test/support/tree.js';
 import { umociUnpack } from '../../test/support/tools.js';
 
@@ -541,13 +541,10 @@ test('umoci unpacks the flattened image to the same tree as the original layers'
     // Not in this image: an entry escaping the root (`../x`), which the spec says to drop
     // and umoci instead clamps to `/x`; the unit tests above cover it.
     const flat = await readAll(flattenLayers(openers(layers)));
-    const layout = path.join(dir, 'layout');
-    await writeOciLayout(layout, [
-      { tag: 'layers', layers },
-      { tag: 'flat', layers: [flat] },
-    ]);
-    await umociUnpack(`${layout}:layers`, path.join(dir, 'layers'));
-    await umociUnpack(`${layout}:flat`, path.join(dir, 'flat'));
+    await writeOciLayout(path.join(dir, 'layout-layers'), 'layers', [{ layers }]);
+    await writeOciLayout(path.join(dir, 'layout-flat'), 'flat', [{ layers: [flat] }]);
+    await umociUnpack(`${path.join(dir, 'layout-layers')}:layers`, path.join(dir, 'layers'));
+    await umociUnpack(`${path.join(dir, 'layout-flat')}:flat`, path.join(dir, 'flat'));
     const original = await readTree(path.join(dir, 'layers', 'rootfs'));
     const flattened = await readTree(path.join(dir, 'flat', 'rootfs'));
     assert.deepEqual(flattened, original);
