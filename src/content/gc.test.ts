@@ -188,6 +188,56 @@ test('a pointer written during the run (a rebuild reusing old objects) protects 
   }, wrap);
 });
 
+test('an old blob reused by a rebuild after the last pointer re-read is kept (the rebuild touched it)', async () => {
+  let hook: (() => Promise<void>) | undefined;
+  // When the run lists blobs for the sweep (after its last look at pointers), the listing
+  // is taken first and the hook runs before it is handed over: the sweep then holds
+  // listings older than the rebuild's writes.
+  const wrap = (backend: StorageBackend): StorageBackend =>
+    new Proxy(backend, {
+      get(target, prop, receiver) {
+        if (prop === 'list') {
+          return (prefix: string) =>
+            (async function* () {
+              const listed = [];
+              for await (const item of target.list(prefix)) listed.push(item);
+              if (prefix.startsWith('blobs/') && hook) {
+                const h = hook;
+                hook = undefined;
+                await h();
+              }
+              yield* listed;
+            })();
+        }
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+  await withStore(async (store, dir) => {
+    const layers = [await blob(store, 'layer one'), await blob(store, 'layer two')];
+    const built = await image(store, 'deterministic', layers);
+    await oldPointer(store, 'flatten', 'key', built, 25 * HOUR);
+    await age(dir, 2 * HOUR);
+    // The rebuild writes the same bytes again (finding them in place) and then its pointer,
+    // while the sweep is already walking the blobs.
+    hook = async () => {
+      const rebuilt = await image(store, 'deterministic', [await blob(store, 'layer one'), await blob(store, 'layer two')]);
+      assert.equal(rebuilt.digest, built.digest);
+      await store.setPointer('flatten', 'key', rebuilt);
+    };
+
+    const report = await collectGarbage(store, { graceMs: HOUR });
+
+    assert.equal(hook, undefined, 'the rebuild ran during the sweep');
+    assert.equal(report.pointersExpired, 1);
+    for (const digest of await parts(store, built)) assert.equal(await blobExists(store, digest), true, `${digest} survived`);
+    // Config and both layers were old, unreachable when listed, and touched by the rebuild.
+    assert.equal(report.keptAsReused, 3);
+    assert.equal(report.blobsDeleted, 0);
+    assert.equal(await manifestExists(store, built.digest), true);
+  }, wrap);
+});
+
 test('old tmp uploads are deleted, young ones kept; other prefixes are never touched', () =>
   withStore(async (store) => {
     await store.backend.createIfAbsent('tmp/crashed-upload', Readable.from([Buffer.from('partial')]));

@@ -24,12 +24,13 @@ import { ContentStore } from './store.js';
  * - Objects written while a run is under way are younger than its start, so no run ever
  *   deletes them, even with a grace of 0.
  * - A build that reuses an object already in the store (a deterministic rebuild of an
- *   expired key) does not make that object younger. The pointer list is therefore read
- *   again before each sweep, so a pointer written during the run still protects the old
- *   objects it reaches. What remains is a short window: a build that reuses an old,
- *   unreachable object and writes its pointer after the last re-read, while that object
- *   is being deleted. Closing it needs a "touch" primitive in the backends (a newer
- *   creation time on reuse); the store has none yet.
+ *   expired key) touches it: the store's writers give an object they find in place a new
+ *   creation time. The pointer list is read again before each sweep, so a pointer written
+ *   during the run protects the old objects it reaches; and each old object is stat'ed
+ *   again just before it is deleted, so one touched after the run listed it is kept even
+ *   when its pointer comes after the last re-read. What remains is the moment between
+ *   that stat and the delete itself. Objects served without being written again (mirror
+ *   blobs) are not touched; the mirror fetches a blob again if it is gone.
  *
  * Only `pointers/`, `manifests/sha256/`, `blobs/sha256/` and `tmp/` are looked at:
  * objects under any other prefix (the task queue's, leases) are never touched. Listings
@@ -80,6 +81,11 @@ export interface GcReport {
    * pointer reaches (what they reach is then kept as live), and unreachable blobs.
    */
   keptByGrace: number;
+  /**
+   * Old unreachable objects found touched just before deletion: a build reused them after
+   * the run had listed them (they are counted as kept, not deleted).
+   */
+  keptAsReused: number;
   /** Manifests reachable from a root but absent from the store (fetched on demand, or gone). */
   manifestsMissing: number;
   /** Bytes of the manifests, blobs and tmp objects deleted. */
@@ -106,10 +112,27 @@ export async function collectGarbage(store: ContentStore, options: GcOptions = {
     tmpKept: 0,
     tmpDeleted: 0,
     keptByGrace: 0,
+    keptAsReused: 0,
     manifestsMissing: 0,
     bytesFreed: 0,
   };
   const young = (info: ObjectInfo) => now - info.created.getTime() < graceMs;
+  /**
+   * Deletes an object the sweep found old and unreachable, unless it has been touched since
+   * it was listed: a rebuild that found it in place (store writers touch what already
+   * exists) is about to point at it, and its pointer may come after our last look.
+   */
+  const deleteUnlessReused = async (name: string, listed: ObjectInfo, remove: () => Promise<void>, kind: 'manifests' | 'blobs') => {
+    const current = await store.backend.stat(name);
+    if (current && current.created.getTime() > listed.created.getTime()) {
+      report[kind === 'manifests' ? 'manifestsDeleted' : 'blobsDeleted']--;
+      report[kind === 'manifests' ? 'manifestsKept' : 'blobsKept']++;
+      report.bytesFreed -= listed.size;
+      report.keptAsReused++;
+      return;
+    }
+    await remove();
+  };
   const marker = new Marker(store, log, signal);
   const deleter = new Deleter(dryRun);
 
@@ -159,7 +182,7 @@ export async function collectGarbage(store: ContentStore, options: GcOptions = {
     } else {
       report.manifestsDeleted++;
       report.bytesFreed += info.size;
-      await deleter.add(() => store.deleteManifest(digest));
+      await deleter.add(() => deleteUnlessReused(name, info, () => store.deleteManifest(digest), 'manifests'));
     }
   }
   await deleter.drain();
@@ -178,7 +201,7 @@ export async function collectGarbage(store: ContentStore, options: GcOptions = {
     } else {
       report.blobsDeleted++;
       report.bytesFreed += info.size;
-      await deleter.add(() => store.backend.delete(name));
+      await deleter.add(() => deleteUnlessReused(name, info, () => store.backend.delete(name), 'blobs'));
     }
   }
   await deleter.drain();

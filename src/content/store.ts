@@ -123,20 +123,18 @@ export class ContentStore {
       await this.backend.delete(tmp);
       throw new DigestMismatch(expected, digest);
     }
-    await this.backend.moveIfAbsent(tmp, ContentStore.blobName(digest), {
-      contentType: 'application/octet-stream',
-      metadata: { digest },
-    });
+    const name = ContentStore.blobName(digest);
+    const moved = await this.backend.moveIfAbsent(tmp, name, { contentType: 'application/octet-stream', metadata: { digest } });
+    if (!moved) await this.backend.touch(name);
     return { digest, size: digesting.size };
   }
 
   /** Stores small bytes whose digest is computed here (configs, mostly). */
   async putBlobBytes(bytes: Buffer): Promise<{ digest: string; size: number }> {
     const digest = sha256Digest(bytes);
-    await this.backend.createIfAbsent(ContentStore.blobName(digest), Readable.from([bytes]), {
-      contentType: 'application/octet-stream',
-      metadata: { digest },
-    });
+    const name = ContentStore.blobName(digest);
+    const created = await this.backend.createIfAbsent(name, Readable.from([bytes]), { contentType: 'application/octet-stream', metadata: { digest } });
+    if (!created) await this.backend.touch(name);
     return { digest, size: bytes.length };
   }
 
@@ -144,10 +142,11 @@ export class ContentStore {
   async putManifest(bytes: Buffer, mediaType: string): Promise<Descriptor> {
     if (bytes.length > MAX_MANIFEST_BYTES) throw new Error(`manifest of ${bytes.length} bytes exceeds 4 MiB`);
     const digest = sha256Digest(bytes);
-    await this.backend.createIfAbsent(ContentStore.manifestName(digest), Readable.from([bytes]), {
-      contentType: mediaType,
-      metadata: { digest },
-    });
+    const name = ContentStore.manifestName(digest);
+    const created = await this.backend.createIfAbsent(name, Readable.from([bytes]), { contentType: mediaType, metadata: { digest } });
+    // A rebuild that lands on existing content is a new use of it: garbage collection must
+    // see it as young (see gc.ts: old objects are re-checked just before deletion).
+    if (!created) await this.backend.touch(name);
     this.manifests.set(digest, { bytes, mediaType, digest });
     return { mediaType, digest, size: bytes.length };
   }

@@ -13,15 +13,18 @@ import { ObjectNotFound, type StorageBackend } from './backend.js';
 export interface BackendUnderTest {
   backend: StorageBackend;
   cleanup(): Promise<void>;
+  /** Moves an object's creation time `ms` into the past, behind the backend's back. */
+  age(name: string, ms: number): Promise<void>;
 }
 
 export function runBackendContract(name: string, makeBackend: () => Promise<BackendUnderTest>): void {
   /** Each test gets a fresh, empty backend. */
-  function contractTest(title: string, body: (backend: StorageBackend) => Promise<void>): void {
+  function contractTest(title: string, body: (backend: StorageBackend, under: BackendUnderTest) => Promise<void>): void {
     test(title, async () => {
-      const { backend, cleanup } = await makeBackend();
+      const under = await makeBackend();
+      const { backend, cleanup } = under;
       try {
-        await body(backend);
+        await body(backend, under);
       } finally {
         await cleanup();
       }
@@ -46,6 +49,26 @@ export function runBackendContract(name: string, makeBackend: () => Promise<Back
       // Loose bounds: filesystem and server clocks have coarse resolution.
       assert.ok(Math.abs(info.created.getTime() - before) < 60_000, `created ${info.created.toISOString()} is about now`);
       assert.deepEqual(await readAll(backend, 'blobs/sha256/abc'), bytes);
+    });
+
+    contractTest('touch makes an old object new again without changing it; touching nothing is no error', async (backend, under) => {
+      const bytes = Buffer.from('layer bytes');
+      await backend.createIfAbsent('blobs/sha256/old', Readable.from([bytes]), { contentType: 'application/octet-stream', metadata: { digest: 'sha256:old' } });
+      await under.age('blobs/sha256/old', 3 * 3600_000);
+      const aged = await backend.stat('blobs/sha256/old');
+      assert.ok(aged && Date.now() - aged.created.getTime() > 2 * 3600_000, 'the object was aged');
+      await backend.touch('blobs/sha256/old');
+      const touched = await backend.stat('blobs/sha256/old');
+      assert.ok(touched && Math.abs(Date.now() - touched.created.getTime()) < 60_000, `touched object is new: ${touched?.created.toISOString()}`);
+      assert.equal(touched.size, bytes.length);
+      assert.deepEqual(touched.metadata, { digest: 'sha256:old' });
+      assert.deepEqual(await readAll(backend, 'blobs/sha256/old'), bytes);
+      // Listing sees the same time as stat.
+      for await (const { name, info } of backend.list('blobs/')) {
+        if (name === 'blobs/sha256/old') assert.equal(info.created.getTime(), touched.created.getTime());
+      }
+      await backend.touch('blobs/sha256/absent');
+      assert.equal(await backend.stat('blobs/sha256/absent'), undefined);
     });
 
     contractTest('objects written without options get application/octet-stream and no metadata', async (backend) => {

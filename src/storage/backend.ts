@@ -6,7 +6,10 @@ export interface ObjectInfo {
   contentType: string;
   /** Free-form string metadata (the content store keeps the digest here). */
   metadata: Record<string, string>;
-  /** When the object was created: garbage collection compares it with a grace period. */
+  /**
+   * When the object was created or last touched: garbage collection compares it with a
+   * grace period.
+   */
   created: Date;
 }
 
@@ -45,6 +48,13 @@ export interface StorageBackend {
    * promote a temporary object to its content address once its digest is known.
    */
   moveIfAbsent(from: string, to: string, options?: WriteOptions): Promise<boolean>;
+  /**
+   * Marks an existing object as in use now (its `created` becomes now), without changing
+   * its bytes. Writers call it when they find the object already there, so garbage
+   * collection does not take an old object that a new image has just started to use.
+   * Absent objects are not an error.
+   */
+  touch(name: string): Promise<void>;
   /** Deletes the object; absent objects are not an error. */
   delete(name: string): Promise<void>;
   /** Lists objects whose name starts with `prefix`. */

@@ -1,6 +1,6 @@
 import { createReadStream, createWriteStream, open as openCallback } from 'node:fs';
 import { promisify } from 'node:util';
-import { mkdir, open, link, rename, unlink, stat, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, open, link, rename, unlink, stat, readFile, readdir, rm, utimes } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -41,6 +41,15 @@ export class FsBackend implements StorageBackend {
       throw new Error(`invalid object name ${JSON.stringify(name)}`);
     }
     return path.join(this.root, clean);
+  }
+
+  async touch(name: string): Promise<void> {
+    const now = new Date();
+    try {
+      await utimes(this.pathOf(name), now, now);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
   }
 
   async stat(name: string): Promise<ObjectInfo | undefined> {

@@ -12,11 +12,11 @@ const BUCKET = 'kontain-test';
 // two-object list pages (so pagination is exercised), once at the bucket root.
 runBackendContract('gcs (prefix, paged listing)', async () => {
   const fake = await startFakeGcs({ maxPageSize: 2 });
-  return { backend: backendFor(fake, { prefix: 'stores/one' }), cleanup: () => fake.close() };
+  return { backend: backendFor(fake, { prefix: 'stores/one' }), cleanup: () => fake.close(), age: async (name, ms) => fake.age(BUCKET, `stores/one/${name}`, ms) };
 });
 runBackendContract('gcs (bucket root)', async () => {
   const fake = await startFakeGcs();
-  return { backend: backendFor(fake), cleanup: () => fake.close() };
+  return { backend: backendFor(fake), cleanup: () => fake.close(), age: async (name, ms) => fake.age(BUCKET, name, ms) };
 });
 
 function backendFor(fake: FakeGcs, options: Partial<GcsBackendOptions> = {}): GcsBackend {

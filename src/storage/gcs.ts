@@ -230,6 +230,15 @@ export class GcsBackend implements StorageBackend {
     return moved;
   }
 
+  /** GCS has no mtime to set; customTime (which may only move forward) records the touch. */
+  async touch(name: string): Promise<void> {
+    try {
+      await this.file(name).setMetadata({ customTime: new Date().toISOString() });
+    } catch (err) {
+      if (statusOf(err) !== 404) throw err;
+    }
+  }
+
   async delete(name: string): Promise<void> {
     await this.file(name).delete({ ignoreNotFound: true });
   }
@@ -343,7 +352,8 @@ function toObjectInfo(metadata: FileMetadata): ObjectInfo {
     size: Number(metadata.size ?? 0),
     contentType: metadata.contentType ?? 'application/octet-stream',
     metadata: custom,
-    created: new Date(metadata.timeCreated ?? 0),
+    // The later of creation and the last touch.
+    created: new Date(Math.max(Date.parse(metadata.timeCreated ?? '') || 0, Date.parse(metadata.customTime ?? '') || 0)),
   };
 }
 

@@ -23,6 +23,8 @@ interface StoredObject {
   metadata: Record<string, string>;
   generation: number;
   created: Date;
+  /** Set by a metadata PATCH; GCS only lets it move forward. */
+  customTime?: Date;
 }
 
 interface ResumableSession {
@@ -52,6 +54,8 @@ export interface FakeGcs {
   requests: Array<{ method: string; path: string }>;
   /** Requests that have arrived but are not yet answered or dropped: a client that leaves an upload hanging shows here. */
   inFlight(): number;
+  /** Moves an object's creation time `ms` into the past (tests of age-based behaviour). */
+  age(bucket: string, name: string, ms: number): void;
 }
 
 class HttpError extends Error {
@@ -95,7 +99,8 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
       crc32c: crc32cBase64(obj.data),
       etag: Buffer.from(String(obj.generation)).toString('base64'),
       timeCreated: obj.created.toISOString(),
-      updated: obj.created.toISOString(),
+      updated: (obj.customTime ?? obj.created).toISOString(),
+      ...(obj.customTime ? { customTime: obj.customTime.toISOString() } : {}),
       ...(Object.keys(obj.metadata).length ? { metadata: obj.metadata } : {}),
     };
   }
@@ -323,8 +328,14 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
         }
         if (method === 'PATCH') {
           const obj = getObject(bucket, name);
-          const patch = JSON.parse((await readBody(req)).toString('utf8') || '{}') as { contentType?: string; metadata?: Record<string, string | null> };
+          const patch = JSON.parse((await readBody(req)).toString('utf8') || '{}') as { contentType?: string; metadata?: Record<string, string | null>; customTime?: string };
           if (patch.contentType) obj.contentType = patch.contentType;
+          if (patch.customTime !== undefined) {
+            const when = new Date(patch.customTime);
+            if (Number.isNaN(when.getTime())) throw new HttpError(400, `invalid customTime ${patch.customTime}`, 'invalid');
+            if (obj.customTime && when < obj.customTime) throw new HttpError(400, 'customTime cannot be moved earlier', 'invalid');
+            obj.customTime = when;
+          }
           for (const [k, v] of Object.entries(patch.metadata ?? {})) {
             if (v === null) delete obj.metadata[k];
             else obj.metadata[k] = v;
@@ -397,6 +408,10 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
     endpoint,
     requests,
     inFlight: () => inFlight,
+    age: (bucket, name, ms) => {
+      const obj = getObject(bucket, name);
+      obj.created = new Date(obj.created.getTime() - ms);
+    },
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.close((err) => (err ? reject(err) : resolve()));
