@@ -56,6 +56,22 @@ export interface Config {
   mirrorStaleIfError: boolean;
   /** Delayed work backend (wait host). */
   tasks: TasksConfig;
+  /** ko: Go module proxies, tried in order (`https://…` or `file:///…`); operator-trusted. */
+  goproxy: string[];
+  /** ko: base image when the module's .ko.yaml names none; operator-trusted. */
+  koBaseImage: string;
+  /** ko: wall-clock limit of one `go build`, in seconds. */
+  koBuildTimeoutSeconds: number;
+  /** ko: builds running at once in this process; further requests wait. */
+  koMaxBuilds: number;
+  /** ko: largest module zip accepted, compressed and uncompressed, in bytes. */
+  koMaxModuleBytes: number;
+  /** apko: the APK repository (`https://…/os` or `file:///…`) used for `apko/<pkg>/...`; operator-trusted. */
+  apkRepository: string;
+  /** apko: public keys (URLs or file paths) that sign that repository's index and packages. */
+  apkKeyring: string[];
+  /** apko: architectures (apk names: x86_64, aarch64, …) built for `apko/<pkg>/...`; several make an index. */
+  apkArchs: string[];
 }
 
 export class ConfigError extends Error {
@@ -88,7 +104,38 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dockerConfigPath: env.KONTAIN_DOCKER_CONFIG?.trim() || undefined,
     mirrorStaleIfError: boolean(env, 'KONTAIN_MIRROR_STALE_IF_ERROR', true),
     tasks: parseTasks(env),
+    goproxy: list(env, 'KONTAIN_GOPROXY', ['https://proxy.golang.org']).map((url) => fetchableURL('KONTAIN_GOPROXY', url)),
+    koBaseImage: env.KONTAIN_KO_BASE?.trim() || 'cgr.dev/chainguard/static:latest',
+    koBuildTimeoutSeconds: integer(env, 'KONTAIN_KO_BUILD_TIMEOUT', 300, 1, 3600),
+    koMaxBuilds: integer(env, 'KONTAIN_KO_MAX_BUILDS', 2, 1, 64),
+    koMaxModuleBytes: integer(env, 'KONTAIN_KO_MAX_MODULE_BYTES', 500 * 1024 * 1024, 1024, 500 * 1024 * 1024),
+    apkRepository: fetchableURL('KONTAIN_APK_REPOSITORY', env.KONTAIN_APK_REPOSITORY?.trim() || 'https://packages.wolfi.dev/os'),
+    apkKeyring: list(env, 'KONTAIN_APK_KEYRING', ['https://packages.wolfi.dev/os/wolfi-signing.rsa.pub']),
+    apkArchs: list(env, 'KONTAIN_APK_ARCHS', ['x86_64']).map((arch) => {
+      if (!/^[a-z0-9_]+$/.test(arch)) throw new ConfigError(`KONTAIN_APK_ARCHS entry ${arch} is not an apk architecture name (x86_64, aarch64, …)`);
+      return arch;
+    }),
   };
+}
+
+/** A comma-separated list; unset or empty gives the fallback. */
+function list(env: NodeJS.ProcessEnv, name: string, fallback: string[]): string[] {
+  const entries = (env[name] ?? '').split(',').map((entry) => entry.trim()).filter(Boolean);
+  return entries.length > 0 ? entries : fallback;
+}
+
+/** An http(s) or file URL, without its trailing slash. */
+function fetchableURL(name: string, raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name}=${raw} is not a URL`);
+  }
+  if (!['http:', 'https:', 'file:'].includes(url.protocol) || url.search || url.hash) {
+    throw new ConfigError(`${name}=${raw} must be an http(s) or file URL without query or fragment`);
+  }
+  return url.toString().replace(/\/+$/, '');
 }
 
 const QUEUE = /^projects\/[a-z0-9.:-]+\/locations\/[a-z0-9-]+\/queues\/[A-Za-z0-9-]{1,100}$/;

@@ -10,6 +10,7 @@ declare -A PACKAGES=(
   [docker-registry]=docker-registry
   [htpasswd]=apache2-utils
   [openssl]=openssl
+  [tar]=tar
   [go]=golang-go
   [chromium]=chromium
 )

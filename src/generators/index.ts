@@ -4,6 +4,7 @@ import { MirrorGenerator } from './mirror.js';
 import { FlattenGenerator } from './flatten.js';
 import { EstargzGenerator } from './estargz.js';
 import { WaitGenerator } from './wait.js';
+import { ApkoGenerator } from './apko.js';
 import { RegistryClient } from '../remote/client.js';
 import { VizHost } from '../viz/host.js';
 import { RegistryImageSource } from '../viz/source.js';
@@ -23,6 +24,7 @@ export function createGenerators(context: GeneratorContext): Map<string, Generat
     new FlattenGenerator(context, client),
     new EstargzGenerator(context, client),
     new WaitGenerator(context),
+    new ApkoGenerator(context),
     new VizHost(new RegistryImageSource(client), context.config.domain),
   ];
   return new Map(generators.map((g) => [g.service, g]));

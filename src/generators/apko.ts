@@ -1,0 +1,149 @@
+import type { Logger } from 'pino';
+import { ApkError, type ApkFailure } from '../apk/errors.js';
+import { ApkFetcher } from '../apk/fetch.js';
+import { ApkoBuilder, type ApkoRequest } from '../apk/build.js';
+import { parseApkoImage, type ApkoSettings } from '../apk/image-config.js';
+import { platformOfApkArch } from '../apk/arch.js';
+import { repositoryBase } from '../apk/repository.js';
+import { ResolveError } from '../apk/types.js';
+import type { ContentStore } from '../content/store.js';
+import { writeIndex } from '../oci/image.js';
+import type { Descriptor } from '../oci/types.js';
+import { RegistryError } from '../registry/errors.js';
+import { isAllowlisted, splitHostPort } from '../remote/address-safety.js';
+import type { Config } from '../config.js';
+import type { Generator, GeneratorContext, TagRequest } from './generator.js';
+import { upstreamFailure } from './upstream.js';
+
+const MAX_CONFIG_BYTES = 1024 * 1024;
+const NO_SETTINGS: ApkoSettings = { users: [], groups: [], environment: {} };
+
+/** What an apko request names: packages from the operator's repository, or a configuration URL. */
+export type ApkoTarget = { kind: 'packages'; packages: string[] } | { kind: 'url'; host: string; path: string };
+
+/**
+ * `apko/<pkg>/<pkg>/...` or `apko/url/<host>/<path>.yaml`. A repository name cannot hold
+ * `:`, so a port is written with a dash after the host, as for mirror:
+ * `url/127.0.0.1-8443/x.yaml` → 127.0.0.1:8443.
+ */
+export function parseApkoRepository(repository: string): ApkoTarget {
+  const parts = repository.split('/').filter(Boolean);
+  if (parts.length === 0) throw new RegistryError('NAME_INVALID', 'name packages after apko/, e.g. apko/busybox, or a configuration: apko/url/<host>/<path>.yaml');
+  if (parts[0] !== 'url') return { kind: 'packages', packages: parts };
+  if (parts.length < 3 || !/\.ya?ml$/.test(parts.at(-1)!)) {
+    throw new RegistryError('NAME_INVALID', `apko/url/ takes <host>/<path>.yaml, the HTTPS location of an apko configuration; got ${repository}`);
+  }
+  let host = parts[1]!;
+  const withPort = /^((?:[a-z0-9-]+\.)*[a-z0-9-]+|localhost)-(\d{1,5})$/.exec(host);
+  if (withPort && (withPort[1]!.includes('.') || withPort[1] === 'localhost')) host = `${withPort[1]}:${withPort[2]}`;
+  return { kind: 'url', host, path: '/' + parts.slice(2).join('/') };
+}
+
+/** The registry answer for a refused build; anything unexpected stays a 500. */
+export function apkoFailure(err: unknown): RegistryError | undefined {
+  if (err instanceof RegistryError) return err;
+  if (err instanceof ResolveError) {
+    return err.failure === 'unknown-package'
+      ? new RegistryError('MANIFEST_UNKNOWN', err.message)
+      : new RegistryError('MANIFEST_UNKNOWN', `cannot install: ${err.message}`, { status: 422 });
+  }
+  if (err instanceof ApkError) {
+    const what: Record<ApkFailure, string> = {
+      'bad-signature': 'bad signature',
+      'checksum-mismatch': 'checksum mismatch',
+      malformed: 'malformed input',
+      'file-conflict': 'file conflict',
+      'fetch-failed': 'fetch failed',
+      'too-large': 'too large',
+    };
+    return new RegistryError('MANIFEST_UNKNOWN', `${what[err.failure]}: ${err.message}`, { status: err.failure === 'fetch-failed' ? 502 : 422 });
+  }
+  return upstreamFailure(err);
+}
+
+/** `apko`: images made from APK packages, the way apko makes them (one layer, no RUN). */
+export class ApkoGenerator implements Generator {
+  readonly service = 'apko';
+  readonly summary = 'An image holding APK packages and their dependencies (Wolfi by default), built when pulled, or built from an apko configuration YAML at an HTTPS URL.';
+  readonly examples = ['apko/busybox:latest', 'apko/url/raw.githubusercontent.com/chainguard-dev/apko/main/examples/wolfi-base.yaml:latest'];
+  private readonly store: ContentStore;
+  private readonly config: Config;
+  private readonly fetcher: ApkFetcher;
+  private readonly builder: ApkoBuilder;
+
+  constructor(context: GeneratorContext) {
+    this.store = context.store;
+    this.config = context.config;
+    this.fetcher = new ApkFetcher({ insecureRegistries: context.config.insecureRegistries });
+    this.builder = new ApkoBuilder(context.store, this.fetcher);
+  }
+
+  async manifest(request: TagRequest): Promise<Descriptor> {
+    if (request.tag !== 'latest') {
+      throw new RegistryError(
+        'MANIFEST_UNKNOWN',
+        `apko builds from the current package index only, so the only tag is latest (got ${request.tag}); pull ${request.repository}:latest, or pin versions in an apko configuration`,
+      );
+    }
+    const target = parseApkoRepository(request.repository);
+    try {
+      const requests = target.kind === 'packages' ? this.packagesRequest(target.packages) : await this.configRequest(target, request.log);
+      const images: Descriptor[] = [];
+      for (const one of requests) images.push(await this.build(one, request.log));
+      if (images.length === 1) return images[0]!;
+      const children = images.map((d, i) => ({ mediaType: d.mediaType, digest: d.digest, size: d.size, platform: platformOfApkArch(requests[i]!.arch) }));
+      return await writeIndex(this.store, 'oci', children);
+    } catch (err) {
+      throw apkoFailure(err) ?? err;
+    }
+  }
+
+  private async build(request: ApkoRequest, log: Logger): Promise<Descriptor> {
+    const prepared = await this.builder.prepare(request);
+    let built = false;
+    const descriptor = await this.store.cached(this.service, `${request.arch}-${prepared.key}`, async () => {
+      const { descriptor, timings } = await this.builder.assemble(prepared);
+      built = true;
+      log.info(
+        { service: this.service, arch: request.arch, packages: prepared.packages.length, indexMs: prepared.indexMs, ...timings, digest: descriptor.digest },
+        'apko built',
+      );
+      return descriptor;
+    });
+    if (!built) log.debug({ service: this.service, arch: request.arch, indexMs: prepared.indexMs, digest: descriptor.digest, cached: true }, 'apko cache hit');
+    return descriptor;
+  }
+
+  private packagesRequest(packages: string[]): ApkoRequest[] {
+    return this.config.apkArchs.map((arch) => ({
+      world: packages,
+      repositories: [this.config.apkRepository],
+      keyring: this.config.apkKeyring,
+      trust: 'operator' as const,
+      arch,
+      settings: NO_SETTINGS,
+    }));
+  }
+
+  private async configRequest(target: Extract<ApkoTarget, { kind: 'url' }>, log: Logger): Promise<ApkoRequest[]> {
+    const { hostname, port } = splitHostPort(target.host);
+    const insecure = isAllowlisted(this.config.insecureRegistries, hostname, port ?? 80);
+    const url = `${insecure ? 'http' : 'https'}://${target.host}${target.path}`;
+    const text = (await this.fetcher.bytes({ url, trust: 'request', maxBytes: MAX_CONFIG_BYTES, what: `apko configuration ${url}` })).toString('utf8');
+    const image = parseApkoImage(text);
+    if (image.ignored.length > 0) log.info({ service: this.service, url, ignored: image.ignored }, 'apko configuration keys not honoured');
+    if (image.packages.length === 0) throw new ApkError('malformed', `apko configuration ${url} lists no contents.packages`);
+    // A configuration without repositories builds from the operator's (trusted) repository.
+    const own = image.repositories.length > 0;
+    const { repositories: _repositories, keyring: _keyring, packages: _packages, archs: _archs, ignored: _ignored, ...settings } = image;
+    const archs = image.archs.length > 0 ? image.archs : this.config.apkArchs;
+    return archs.map((arch) => ({
+      world: image.packages,
+      repositories: own ? image.repositories.map(repositoryBase) : [this.config.apkRepository],
+      keyring: own ? image.keyring : this.config.apkKeyring,
+      trust: own ? ('request' as const) : ('operator' as const),
+      arch,
+      settings,
+    }));
+  }
+}
