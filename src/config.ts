@@ -1,3 +1,6 @@
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
 /**
  * The one place that reads the environment. Every variable is documented in the
  * README's configuration table; keep the two in step.
@@ -66,6 +69,10 @@ export interface Config {
   koMaxBuilds: number;
   /** ko: largest module zip accepted, compressed and uncompressed, in bytes. */
   koMaxModuleBytes: number;
+  /** ko: where Go's build and module caches and the build directories live. */
+  koCacheDir: string;
+  /** ko: the go command (a name looked up on PATH, or a path). */
+  goCommand: string;
   /** apko: the APK repository (`https://…/os` or `file:///…`) used for `apko/<pkg>/...`; operator-trusted. */
   apkRepository: string;
   /** apko: public keys (URLs or file paths) that sign that repository's index and packages. */
@@ -109,6 +116,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     koBuildTimeoutSeconds: integer(env, 'KONTAIN_KO_BUILD_TIMEOUT', 300, 1, 3600),
     koMaxBuilds: integer(env, 'KONTAIN_KO_MAX_BUILDS', 2, 1, 64),
     koMaxModuleBytes: integer(env, 'KONTAIN_KO_MAX_MODULE_BYTES', 500 * 1024 * 1024, 1024, 500 * 1024 * 1024),
+    goCommand: env.KONTAIN_GO?.trim() || 'go',
+    koCacheDir: path.resolve(env.KONTAIN_KO_CACHE?.trim() || path.join(tmpdir(), 'kontain-go')),
     apkRepository: fetchableURL('KONTAIN_APK_REPOSITORY', env.KONTAIN_APK_REPOSITORY?.trim() || 'https://packages.wolfi.dev/os'),
     apkKeyring: list(env, 'KONTAIN_APK_KEYRING', ['https://packages.wolfi.dev/os/wolfi-signing.rsa.pub']),
     apkArchs: list(env, 'KONTAIN_APK_ARCHS', ['x86_64']).map((arch) => {

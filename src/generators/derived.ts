@@ -88,8 +88,7 @@ export abstract class DerivedGenerator implements Generator {
       throw new RegistryError('MANIFEST_UNKNOWN', `${formatReference(ref)}@${digest} is ${fetched.mediaType}, not an image manifest`);
     }
     const manifest = JSON.parse(fetched.bytes.toString('utf8')) as ImageManifest;
-    const configStream = await this.client.blob(ref, manifest.config.digest, { size: manifest.config.size });
-    const config = JSON.parse((await readSmall(configStream.stream, 1 << 24)).toString('utf8')) as ImageConfig;
+    const config = JSON.parse((await this.client.blobBytes(ref, manifest.config)).toString('utf8')) as ImageConfig;
     return this.transform(
       {
         ref,
@@ -123,18 +122,4 @@ export abstract class DerivedGenerator implements Generator {
         throw new RegistryError('MANIFEST_UNKNOWN', `layer ${layer.digest} is ${layer.mediaType}; ${this.service} reads gzip and uncompressed tar layers only`);
     }
   }
-}
-
-async function readSmall(stream: Readable, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of stream) {
-    total += (chunk as Buffer).length;
-    if (total > limit) {
-      stream.destroy();
-      throw new Error(`config blob larger than ${limit} bytes`);
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
 }

@@ -5,6 +5,7 @@ import { FlattenGenerator } from './flatten.js';
 import { EstargzGenerator } from './estargz.js';
 import { WaitGenerator } from './wait.js';
 import { ApkoGenerator } from './apko.js';
+import { KoGenerator } from './ko.js';
 import { RegistryClient } from '../remote/client.js';
 import { VizHost } from '../viz/host.js';
 import { RegistryImageSource } from '../viz/source.js';
@@ -24,6 +25,7 @@ export function createGenerators(context: GeneratorContext): Map<string, Generat
     new FlattenGenerator(context, client),
     new EstargzGenerator(context, client),
     new WaitGenerator(context),
+    new KoGenerator(context, client),
     new ApkoGenerator(context),
     new VizHost(new RegistryImageSource(client), context.config.domain),
   ];

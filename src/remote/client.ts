@@ -195,6 +195,16 @@ export class RegistryClient {
     });
   }
 
+  /** A small blob (an image config) whole, verified; more than `limit` bytes is an error. */
+  async blobBytes(repo: Repository, descriptor: { digest: string; size?: number }, limit = MAX_JSON_BYTES): Promise<Buffer> {
+    const what = `blob ${descriptor.digest} of ${repo.repository}`;
+    if (descriptor.size !== undefined && descriptor.size > limit) {
+      throw new UpstreamError({ registry: repo.registry, status: 200, code: 'SIZE_INVALID', message: `${what} is ${descriptor.size} bytes; at most ${limit} are read` });
+    }
+    const { stream } = await this.blob(repo, descriptor.digest, { size: descriptor.size });
+    return readBody(stream, limit, repo.registry, what);
+  }
+
   /** One page of tags, with the upstream's pagination passed through. */
   async tags(repo: Repository, page: { n?: number; last?: string } = {}): Promise<TagList> {
     const query = new URLSearchParams();

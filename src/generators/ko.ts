@@ -1,0 +1,155 @@
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { ContentStore } from '../content/store.js';
+import type { Config } from '../config.js';
+import { writeGzipLayer, type WrittenLayer } from '../oci/layer.js';
+import { writeIndex } from '../oci/image.js';
+import type { Descriptor } from '../oci/types.js';
+import { RegistryError } from '../registry/errors.js';
+import type { RegistryClient } from '../remote/client.js';
+import { InvalidReferenceError } from '../remote/reference.js';
+import { SingleFlight } from '../util/single-flight.js';
+import { Semaphore } from '../util/semaphore.js';
+import { mapConcurrent } from '../util/concurrency.js';
+import { copyBaseLayers, fetchBaseImage, resolveBase, type BaseImage } from '../ko/base-image.js';
+import { GoBuildFailed, goBuild, GoToolchainMissing, platformName } from '../ko/go-build.js';
+import { BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION, writeKoImage } from '../ko/image.js';
+import { baseImageFor, KoYamlInvalid, readKoYaml } from '../ko/ko-yaml.js';
+import { binaryLayer, KodataRefused, kodataLayer } from '../ko/layers.js';
+import { isBuildableImportPath } from '../ko/module-path.js';
+import { GoModuleProxy, ModuleNotFound, ModuleProxyError, ModuleTooLarge, type ModuleVersion } from '../ko/module-proxy.js';
+import { extractModuleZip, ModuleZipRefused } from '../ko/module-zip.js';
+import type { Generator, GeneratorContext, TagRequest } from './generator.js';
+import { upstreamFailure } from './upstream.js';
+
+/**
+ * `ko`: `ko/<go import path>:<version>` builds the package from its module (fetched from
+ * the Go module proxy) for every platform of the base image and lays the binary on it,
+ * as `ko build` does. The image is remembered per (import path, module version) together
+ * with the base it was built on; a pull rebuilds only when the base image has moved.
+ */
+export class KoGenerator implements Generator {
+  readonly service = 'ko';
+  readonly summary = 'A Go program built from its module at the requested version (from the Go module proxy) for every platform of the base image, laid out as ko does.';
+  readonly examples = ['ko/github.com/google/ko:latest', 'ko/golang.org/x/example/hello:latest'];
+  private readonly store: ContentStore;
+  private readonly config: Config;
+  private readonly proxy: GoModuleProxy;
+  private readonly builds: Semaphore;
+  private readonly flights = new SingleFlight<Descriptor>();
+
+  constructor(
+    context: GeneratorContext,
+    private readonly client: RegistryClient,
+  ) {
+    this.store = context.store;
+    this.config = context.config;
+    this.proxy = new GoModuleProxy(context.config.goproxy);
+    this.builds = new Semaphore(context.config.koMaxBuilds);
+  }
+
+  async manifest(request: TagRequest): Promise<Descriptor> {
+    const importPath = request.repository;
+    if (!isBuildableImportPath(importPath)) {
+      throw new RegistryError('NAME_INVALID', `ko/${importPath}: name a Go package by its import path, e.g. ko/github.com/owner/repo/cmd/tool`);
+    }
+    try {
+      const module = await this.proxy.findModule(importPath, request.tag);
+      const key = createHash('sha256').update(`${importPath}\n${module.module}@${module.version}`).digest('hex');
+      const cached = await this.cachedBuild(key, request.log);
+      if (cached) return cached;
+      return await this.flights.run(key, () => this.build(importPath, module, key, request.log));
+    } catch (err) {
+      throw koFailure(err) ?? err;
+    }
+  }
+
+  /** The image built before for this version, if its base image has not moved since. */
+  private async cachedBuild(key: string, log: Logger): Promise<Descriptor | undefined> {
+    const pointer = await this.store.getPointer(this.service, key);
+    const built = pointer?.descriptor;
+    const baseName = built?.annotations?.[BASE_NAME_ANNOTATION];
+    if (!built || !baseName || !(await this.store.getManifest(built.digest))) return undefined;
+    if ((await resolveBase(this.client, baseName)) !== built.annotations?.[BASE_DIGEST_ANNOTATION]) {
+      log.info({ service: this.service, base: baseName }, 'ko: base image moved; rebuilding');
+      return undefined;
+    }
+    return { mediaType: built.mediaType, digest: built.digest, size: built.size };
+  }
+
+  private async build(importPath: string, module: ModuleVersion, key: string, log: Logger): Promise<Descriptor> {
+    const started = Date.now();
+    await mkdir(this.config.koCacheDir, { recursive: true });
+    const work = await mkdtemp(path.join(this.config.koCacheDir, 'work-'));
+    try {
+      const zip = path.join(work, 'module.zip');
+      const source = path.join(work, 'src');
+      await this.proxy.downloadZip(module, zip, this.config.koMaxModuleBytes);
+      const extracted = await extractModuleZip(zip, source, module, this.config.koMaxModuleBytes);
+      log.info({ service: this.service, module: module.module, version: module.version, h1: extracted.h1, files: extracted.files }, 'ko: module fetched');
+
+      const packageDir = path.join(source, ...importPath.slice(module.module.length).split('/').filter(Boolean));
+      if (!(await stat(packageDir).catch(() => undefined))?.isDirectory()) {
+        throw new RegistryError('MANIFEST_UNKNOWN', `module ${module.module}@${module.version} has no package ${importPath}`);
+      }
+      const baseName = baseImageFor(await readKoYaml(source), importPath, this.config.koBaseImage);
+      const base = await fetchBaseImage(this.client, baseName);
+      const appName = appNameOf(importPath);
+      const kodata = await writeGzipLayer(this.store, await kodataLayer(packageDir));
+
+      const images = await mapConcurrent(base.images, base.images.length, async (image) => {
+        const binary = path.join(work, `out-${platformName(image.platform).replaceAll('/', '-')}`);
+        await this.builds.run(() =>
+          goBuild({
+            go: this.config.goCommand,
+            moduleDir: source,
+            importPath,
+            platform: image.platform,
+            output: binary,
+            cacheDir: this.config.koCacheDir,
+            goproxy: this.config.goproxy,
+            timeoutMs: this.config.koBuildTimeoutSeconds * 1000,
+          }),
+        );
+        const binaryWritten: WrittenLayer = await writeGzipLayer(this.store, await binaryLayer(binary, appName));
+        await copyBaseLayers(this.client, this.store, base, image.manifest);
+        const built = await writeKoImage(this.store, base, image, { kodata, binary: binaryWritten }, appName, importPath);
+        return { ...image.descriptor, mediaType: built.mediaType, digest: built.digest, size: built.size };
+      });
+      const result = base.isIndex ? await this.writeIndex(base, images) : images[0]!;
+      const descriptor = { mediaType: result.mediaType, digest: result.digest, size: result.size };
+      await this.store.setPointer(this.service, key, { ...descriptor, annotations: { [BASE_NAME_ANNOTATION]: base.name, [BASE_DIGEST_ANNOTATION]: base.digest } });
+      log.info({ service: this.service, importPath, version: module.version, base: base.name, baseDigest: base.digest, digest: descriptor.digest, platforms: images.length, ms: Date.now() - started }, 'ko built');
+      return descriptor;
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+
+  /** The index keeps the base's media type, order, and each entry's platform, urls and annotations. */
+  private writeIndex(base: BaseImage, images: Descriptor[]): Promise<Descriptor> {
+    return writeIndex(this.store, base.family, images, { [BASE_NAME_ANNOTATION]: base.name, [BASE_DIGEST_ANNOTATION]: base.digest });
+  }
+}
+
+/** ko names the binary after the last element of the import path (`ko-app` when there is none). */
+function appNameOf(importPath: string): string {
+  const last = importPath.split('/').at(-1);
+  return last && last !== '.' ? last : 'ko-app';
+}
+
+/** The registry answer for a failed build; undefined for the unexpected (a 500). */
+function koFailure(err: unknown): RegistryError | undefined {
+  if (err instanceof RegistryError) return err;
+  if (err instanceof ModuleNotFound) return new RegistryError('MANIFEST_UNKNOWN', err.message);
+  if (err instanceof GoToolchainMissing) return new RegistryError('UNAVAILABLE', err.message, { status: 503 });
+  // The request names something that cannot be built: 422, with the reason.
+  if (err instanceof GoBuildFailed || err instanceof ModuleZipRefused || err instanceof ModuleTooLarge || err instanceof KodataRefused || err instanceof KoYamlInvalid) {
+    return new RegistryError('MANIFEST_UNKNOWN', err.message, { status: 422 });
+  }
+  if (err instanceof InvalidReferenceError) return new RegistryError('MANIFEST_UNKNOWN', `the module's base image: ${err.message}`, { status: 422 });
+  if (err instanceof ModuleProxyError) return new RegistryError('UNAVAILABLE', err.message, { status: 502 });
+  return upstreamFailure(err);
+}
