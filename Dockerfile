@@ -10,11 +10,19 @@ COPY test ./test
 COPY bench ./bench
 RUN npx tsc -p tsconfig.json && npm prune --omit=dev
 
+# The ko host runs `go build`: the Go toolchain comes from the official image (a recent
+# Go, since current modules name go 1.21+ in go.mod). CGO is off, so it needs no C
+# compiler and no shell.
+ARG GO_IMAGE=golang:1.23-bookworm
+FROM ${GO_IMAGE} AS go
+
 # Run: Node on distroless, as the image's non-root user. Only compiled code and
 # production modules are copied; tests and benchmarks stay behind.
 FROM gcr.io/distroless/nodejs20-debian12:nonroot
 WORKDIR /app
 ENV NODE_ENV=production
+COPY --from=go /usr/local/go /usr/local/go
+ENV PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src

@@ -217,4 +217,12 @@ describe('ko host', { timeout: 15 * 60_000 }, () => {
       await noGo.stop();
     }
   });
+
+  // Last: it stops the base registry.
+  test('a built image still pulls while the base registry is down', async () => {
+    await upstream.stop();
+    const res = await manifestOf(`${HELLO}/cmd/hello:v0.1.0`);
+    assert.equal(res.status, 200, res.body.toString());
+    assert.equal(res.digest, indexDigest);
+  });
 });

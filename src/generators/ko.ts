@@ -13,8 +13,8 @@ import { InvalidReferenceError } from '../remote/reference.js';
 import { SingleFlight } from '../util/single-flight.js';
 import { Semaphore } from '../util/semaphore.js';
 import { mapConcurrent } from '../util/concurrency.js';
-import { copyBaseLayers, fetchBaseImage, resolveBase, type BaseImage } from '../ko/base-image.js';
-import { GoBuildFailed, goBuild, GoToolchainMissing, platformName } from '../ko/go-build.js';
+import { BaseImageUnusable, copyBaseLayers, fetchBaseImage, resolveBase, type BaseImage } from '../ko/base-image.js';
+import { GoBuildFailed, goBuild, GoBuildTimeout, GoToolchainMissing, platformName } from '../ko/go-build.js';
 import { BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION, writeKoImage } from '../ko/image.js';
 import { baseImageFor, KoYamlInvalid, readKoYaml } from '../ko/ko-yaml.js';
 import { binaryLayer, KodataRefused, kodataLayer } from '../ko/layers.js';
@@ -22,7 +22,7 @@ import { isBuildableImportPath } from '../ko/module-path.js';
 import { GoModuleProxy, ModuleNotFound, ModuleProxyError, ModuleTooLarge, type ModuleVersion } from '../ko/module-proxy.js';
 import { extractModuleZip, ModuleZipRefused } from '../ko/module-zip.js';
 import type { Generator, GeneratorContext, TagRequest } from './generator.js';
-import { upstreamFailure } from './upstream.js';
+import { isUpstreamOutage, upstreamFailure } from './upstream.js';
 
 /**
  * `ko`: `ko/<go import path>:<version>` builds the package from its module (fetched from
@@ -72,7 +72,16 @@ export class KoGenerator implements Generator {
     const built = pointer?.descriptor;
     const baseName = built?.annotations?.[BASE_NAME_ANNOTATION];
     if (!built || !baseName || !(await this.store.getManifest(built.digest))) return undefined;
-    if ((await resolveBase(this.client, baseName)) !== built.annotations?.[BASE_DIGEST_ANNOTATION]) {
+    let current: string;
+    try {
+      current = await resolveBase(this.client, baseName);
+    } catch (err) {
+      if (!isUpstreamOutage(err)) throw err;
+      // The image is built; an unreachable base registry must not make it unpullable.
+      log.warn({ service: this.service, base: baseName, err: (err as Error).message }, 'ko: base registry unreachable; serving the image built before');
+      return { mediaType: built.mediaType, digest: built.digest, size: built.size };
+    }
+    if (current !== built.annotations?.[BASE_DIGEST_ANNOTATION]) {
       log.info({ service: this.service, base: baseName }, 'ko: base image moved; rebuilding');
       return undefined;
     }
@@ -145,8 +154,10 @@ function koFailure(err: unknown): RegistryError | undefined {
   if (err instanceof RegistryError) return err;
   if (err instanceof ModuleNotFound) return new RegistryError('MANIFEST_UNKNOWN', err.message);
   if (err instanceof GoToolchainMissing) return new RegistryError('UNAVAILABLE', err.message, { status: 503 });
+  // Too slow is not proven to be the module's fault (the server may be busy): a gateway timeout.
+  if (err instanceof GoBuildTimeout) return new RegistryError('UNAVAILABLE', err.message, { status: 504 });
   // The request names something that cannot be built: 422, with the reason.
-  if (err instanceof GoBuildFailed || err instanceof ModuleZipRefused || err instanceof ModuleTooLarge || err instanceof KodataRefused || err instanceof KoYamlInvalid) {
+  if (err instanceof GoBuildFailed || err instanceof ModuleZipRefused || err instanceof ModuleTooLarge || err instanceof KodataRefused || err instanceof KoYamlInvalid || err instanceof BaseImageUnusable) {
     return new RegistryError('MANIFEST_UNKNOWN', err.message, { status: 422 });
   }
   if (err instanceof InvalidReferenceError) return new RegistryError('MANIFEST_UNKNOWN', `the module's base image: ${err.message}`, { status: 422 });

@@ -11,6 +11,14 @@ import type { RegistryClient } from '../remote/client.js';
 import { formatReference, parseReference, type Reference } from '../remote/reference.js';
 import { platformOf } from '../oci/image.js';
 
+/** A base image nothing can be built on (no Linux image in it). */
+export class BaseImageUnusable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BaseImageUnusable';
+  }
+}
+
 export interface BasePlatformImage {
   platform: Platform;
   /** The entry of the base index (with its platform, urls, annotations), or the manifest's own descriptor. */
@@ -43,6 +51,7 @@ export async function fetchBaseImage(client: RegistryClient, name: string): Prom
   const family = familyOf(top.mediaType);
   if (!isIndexType(top.mediaType)) {
     const image = await readImage(client, pinned, JSON.parse(top.bytes.toString('utf8')) as ImageManifest);
+    if (image.config.os !== 'linux') throw new BaseImageUnusable(`base image ${formatReference(ref)} is ${image.config.os}; the ko host builds Linux images only`);
     const descriptor = { mediaType: top.mediaType, digest: top.digest, size: top.bytes.length };
     return { name, ref, digest: top.digest, family, isIndex: false, images: [{ ...image, descriptor, platform: platformOf(image.config) }] };
   }
@@ -50,11 +59,13 @@ export async function fetchBaseImage(client: RegistryClient, name: string): Prom
   const images: BasePlatformImage[] = [];
   for (const entry of index.manifests) {
     if (isIndexType(entry.mediaType) || entry.platform?.os === 'unknown' || entry.platform?.architecture === 'unknown') continue;
+    // ko lays Windows images out differently (Files/ko-app, Hives); only Linux is built here.
+    if (entry.platform && entry.platform.os !== 'linux') continue;
     const child = await client.getManifest({ ...ref, tag: undefined, digest: entry.digest });
     const image = await readImage(client, pinned, JSON.parse(child.bytes.toString('utf8')) as ImageManifest);
     images.push({ ...image, descriptor: entry, platform: entry.platform ?? platformOf(image.config) });
   }
-  if (images.length === 0) throw new Error(`base image ${formatReference(ref)} is an index with no platform images`);
+  if (images.length === 0) throw new BaseImageUnusable(`base image ${formatReference(ref)} is an index with no linux platform images`);
   return { name, ref, digest: top.digest, family, isIndex: true, images };
 }
 

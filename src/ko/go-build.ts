@@ -17,6 +17,14 @@ export class GoToolchainMissing extends Error {
   }
 }
 
+/** The build ran past its time limit and was stopped. */
+export class GoBuildTimeout extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GoBuildTimeout';
+  }
+}
+
 /** The compiler refused the package; the message is its output, trimmed. */
 export class GoBuildFailed extends Error {
   constructor(message: string) {
@@ -58,6 +66,9 @@ export async function goBuild(request: GoBuildRequest): Promise<void> {
     // sets it) verify them. -toolexec and the like cannot come in through GOFLAGS.
     GOFLAGS: '-mod=mod',
     GOTOOLCHAIN: 'local',
+    // A go.work inside the module must not turn the build into a workspace build (and
+    // with -mod=mod it would fail); go ignores go.work in downloaded modules too.
+    GOWORK: 'off',
     ...platformEnv(request.platform),
   };
   const args = ['build', '-trimpath', '-buildvcs=false', '-o', request.output, request.importPath];
@@ -80,7 +91,7 @@ export async function goBuild(request: GoBuildRequest): Promise<void> {
     });
     child.once('close', (code, signal) => {
       clearTimeout(timer);
-      if (timedOut) return reject(new GoBuildFailed(`go build of ${request.importPath} for ${platformName(request.platform)} took longer than ${Math.round(request.timeoutMs / 1000)} s and was stopped`));
+      if (timedOut) return reject(new GoBuildTimeout(`go build of ${request.importPath} for ${platformName(request.platform)} took longer than ${Math.round(request.timeoutMs / 1000)} s and was stopped`));
       if (code === 0) return resolve();
       reject(new GoBuildFailed(`go build of ${request.importPath} for ${platformName(request.platform)} failed (${signal ?? `exit ${code}`}):\n${trimMessage(output)}`));
     });

@@ -162,12 +162,18 @@ export class GoModuleProxy {
         throw new ModuleProxyError(`reading ${url}: ${(err as Error).message}`);
       }
     }
+    // The time limit is for the answer to start and then for each stall, not the whole
+    // body: a zip of hundreds of megabytes may take longer than a minute to arrive.
+    const abort = new AbortController();
+    let timer = setTimeout(() => abort.abort(new Error(`no answer in ${this.timeoutMs} ms`)), this.timeoutMs);
     let response: Response;
     try {
-      response = await fetch(url, { redirect: 'follow', signal: AbortSignal.timeout(this.timeoutMs) });
+      response = await fetch(url, { redirect: 'follow', signal: abort.signal });
     } catch (err) {
+      clearTimeout(timer);
       throw new ModuleProxyError(`module proxy ${proxy} could not be reached for ${suffix}: ${(err as Error).message}`);
     }
+    clearTimeout(timer);
     if (response.status === 404 || response.status === 410) {
       await response.body?.cancel();
       return undefined;
@@ -176,7 +182,12 @@ export class GoModuleProxy {
       const text = (await response.text().catch(() => '')).slice(0, 300).trim();
       throw new ModuleProxyError(`module proxy ${proxy} answered ${response.status} for ${suffix}${text ? `: ${text}` : ''}`);
     }
-    return Readable.fromWeb(response.body as import('node:stream/web').ReadableStream);
+    const body = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream);
+    const stalled = () => abort.abort(new ModuleProxyError(`module proxy ${proxy} stopped sending ${suffix} for ${this.timeoutMs} ms`));
+    timer = setTimeout(stalled, this.timeoutMs);
+    body.on('data', () => timer.refresh());
+    body.once('close', () => clearTimeout(timer));
+    return body;
   }
 }
 
