@@ -1,228 +1,431 @@
 /**
  * The ko host end to end: Go modules in a file:// module proxy written here, a
- * two-platform base image in Debian's docker-registry, builds by Debian's Go toolchain,
- * pulls by skopeo, unpacking by umoci.
+ * two-platform base image in the test upstream registry, builds by the machine's Go
+ * toolchain, pulls by skopeo, unpacking by umoci.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import http from 'node:http';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import tar from 'tar-stream';
 import type { ImageConfig, ImageIndex, ImageManifest } from '../src/oci/types.js';
 import { startKontain, type TestServer } from './support/kontain.js';
 import { startUpstreamRegistry, type UpstreamRegistry } from './support/upstream-registry.js';
-import { layoutDir, pushOciLayout, tarLayer, writeOciLayout, type WrittenLayout } from './support/upstream-images.js';
+import { layoutDir, pushOciLayout, tarLayer } from './support/upstream-images.js';
 import { moduleZipPath, proxyURL, writeGoModule } from './support/go-module-proxy.js';
 import { exec, skopeoCopy, umociUnpack } from './support/tools.js';
 import { OciLayout } from './support/oci-layout.js';
-import { registryError, request } from './support/http.js';
+import { registryError, request, type HttpResult } from './support/http.js';
+import { nodeArgsFor, siblingModule } from './support/node-child.js';
 
 const run = promisify(execFile);
+const sha256 = (data: Buffer) => 'sha256:' + createHash('sha256').update(data).digest('hex');
+
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const ACCEPT = { accept: `${OCI_INDEX}, ${OCI_MANIFEST}` };
+const BASE_NAME_ANNOTATION = 'org.opencontainers.image.base.name';
+const BASE_DIGEST_ANNOTATION = 'org.opencontainers.image.base.digest';
+
 const HELLO = 'example.com/hello';
 const GO_MOD = (module: string) => `module ${module}\n\ngo 1.19\n`;
-const HELLO_MAIN = 'package main\n\nimport (\n\t"fmt"\n\t"os"\n)\n\nfunc main() {\n\tb, _ := os.ReadFile(os.Getenv("KO_DATA_PATH") + "/greeting.txt")\n\tfmt.Print(string(b))\n}\n';
+const HELLO_MAIN = 'package main\n\nimport (\n\t"fmt"\n\t"os"\n)\n\nfunc main() {\n\tb, err := os.ReadFile(os.Getenv("KO_DATA_PATH") + "/greeting.txt")\n\tif err != nil {\n\t\tpanic(err)\n\t}\n\tfmt.Print(string(b))\n}\n';
 const OTHER_MAIN = 'package main\n\nfunc main() { println("other") }\n';
-const GREETING = { 'v0.1.0': 'hello from v0.1.0\n', 'v0.2.0': 'hello from v0.2.0\n' } as const;
-const ELF_MACHINE = { amd64: 62, arm64: 183 } as const;
-const ACCEPT = { accept: 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json' };
-// Kept between runs on purpose: Go's build cache makes the second run's builds quick.
+const GREETING = { 'v0.1.0': 'hello from v0.1.0\n', 'v0.2.0': 'hello from v0.2.0, the latest\n' } as const;
+
+const ARCHES = ['amd64', 'arm64'] as const;
+type Arch = (typeof ARCHES)[number];
+/** ELF e_machine: EM_X86_64, EM_AARCH64. */
+const ELF_MACHINE: Record<Arch, number> = { amd64: 62, arm64: 183 };
+const BASE_PATH = '/usr/local/bin:/usr/bin:/bin';
+const BASE_RELEASE = (arch: Arch) => `base image for ${arch}\n`;
+
+// Kept between runs on purpose: Go's build cache makes later runs' builds quick.
 const GO_CACHE = path.join(tmpdir(), 'kontain-test-go-cache');
+/** A cold cross-compilation of the standard library for two platforms on two cores takes minutes. */
+const BUILD_TIMEOUT_MS = 10 * 60_000;
+
+interface BaseFixture {
+  ref: string;
+  indexDigest: string;
+  images: Array<{ arch: Arch; manifestDigest: string; layerDigests: string[] }>;
+}
 
 let upstream: UpstreamRegistry;
 let server: TestServer;
 let proxyDir: string;
-let base: WrittenLayout;
+let work: string;
+let base: BaseFixture;
 
-before(async () => {
-  await exec('go', ['version']).catch(() => {
-    throw new Error('the ko tests need Go: install golang-go (test/setup.sh does so as root)');
-  });
-  proxyDir = await mkdtemp(path.join(tmpdir(), 'kontain-goproxy-'));
-  for (const version of ['v0.1.0', 'v0.2.0'] as const) {
-    await writeGoModule(proxyDir, HELLO, version, {
-      'go.mod': GO_MOD(HELLO),
-      'cmd/hello/main.go': HELLO_MAIN,
-      'cmd/hello/kodata/greeting.txt': GREETING[version],
-      'cmd/other/main.go': OTHER_MAIN,
-    });
+/**
+ * The base: an OCI index of a linux/amd64 and a linux/arm64 image, each one layer with
+ * `etc/base-release` naming its architecture, config Env PATH and Cmd ["/bin/base"].
+ * Written byte by byte so every digest is known, then pushed with digests kept.
+ */
+async function pushBaseImage(destination: string): Promise<BaseFixture> {
+  const dir = await layoutDir();
+  const blobDir = path.join(dir, 'blobs', 'sha256');
+  await mkdir(blobDir, { recursive: true });
+  const put = async (data: Buffer) => {
+    const digest = sha256(data);
+    await writeFile(path.join(blobDir, digest.slice('sha256:'.length)), data);
+    return { digest, size: data.length };
+  };
+  const images: BaseFixture['images'] = [];
+  const entries = [];
+  for (const arch of ARCHES) {
+    const layer = await tarLayer({ 'etc/base-release': BASE_RELEASE(arch) });
+    const layerBlob = await put(gzipSync(layer));
+    const config = {
+      created: '2024-01-01T00:00:00Z',
+      architecture: arch,
+      os: 'linux',
+      config: { Env: [`PATH=${BASE_PATH}`], Cmd: ['/bin/base'] },
+      rootfs: { type: 'layers', diff_ids: [sha256(layer)] },
+      history: [{ created: '2024-01-01T00:00:00Z', created_by: 'test base layer' }],
+    };
+    const configBlob = await put(Buffer.from(JSON.stringify(config)));
+    const manifest = {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...configBlob },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layerBlob }],
+    };
+    const manifestBlob = await put(Buffer.from(JSON.stringify(manifest)));
+    images.push({ arch, manifestDigest: manifestBlob.digest, layerDigests: [layerBlob.digest] });
+    entries.push({ mediaType: OCI_MANIFEST, ...manifestBlob, platform: { architecture: arch, os: 'linux' } });
   }
-  await writeGoModule(proxyDir, 'example.com/broken', 'v0.1.0', { 'go.mod': GO_MOD('example.com/broken'), 'main.go': 'package main\n\nfunc main() { undefinedThing() }\n' });
-  await writeGoModule(proxyDir, 'example.com/evil', 'v0.1.0', { 'go.mod': GO_MOD('example.com/evil'), 'main.go': 'package main\n\nfunc main() {}\n' }, {
-    extraZipEntries: [{ name: 'example.com/evil@v0.1.0/../escape.go', data: 'package main\n' }],
-  });
+  const indexBlob = await put(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: entries })));
+  const tag = 'v1';
+  await writeFile(path.join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: OCI_INDEX, ...indexBlob, annotations: { 'org.opencontainers.image.ref.name': tag } }] }));
+  await writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  await pushOciLayout({ dir, tag }, destination);
+  return { ref: destination, indexDigest: indexBlob.digest, images };
+}
 
-  upstream = await startUpstreamRegistry();
-  base = await writeOciLayout(await layoutDir(), 'v1', [
-    { layers: [await tarLayer({ 'etc/base-release': 'base for amd64\n' })], platform: { os: 'linux', architecture: 'amd64' } },
-    { layers: [await tarLayer({ 'etc/base-release': 'base for arm64\n' })], platform: { os: 'linux', architecture: 'arm64' } },
-  ]);
-  await pushOciLayout(base, `${upstream.host}/base/static:v1`);
-  server = await startKontain({
+function koEnv(): Record<string, string> {
+  return {
     KONTAIN_GOPROXY: proxyURL(proxyDir),
-    KONTAIN_KO_BASE: `${upstream.host}/base/static:v1`,
+    KONTAIN_KO_BASE: base.ref,
     KONTAIN_INSECURE_REGISTRIES: upstream.host,
     KONTAIN_KO_CACHE: GO_CACHE,
-  });
-});
+  };
+}
+
+before(
+  async () => {
+    // Not a skip: the ko host is a feature of kontain and this is its test (test/setup.sh installs golang-go).
+    await exec('go', ['version'], 30_000).catch((err: Error) => {
+      throw new Error(`the ko test needs the go command on PATH (install golang-go; test/setup.sh does): ${err.message}`);
+    });
+    work = await mkdtemp(path.join(tmpdir(), 'kontain-ko-test-'));
+    proxyDir = path.join(work, 'goproxy');
+    for (const version of ['v0.1.0', 'v0.2.0'] as const) {
+      await writeGoModule(proxyDir, HELLO, version, {
+        'go.mod': GO_MOD(HELLO),
+        'cmd/hello/main.go': HELLO_MAIN,
+        'cmd/hello/kodata/greeting.txt': GREETING[version],
+        'cmd/other/main.go': OTHER_MAIN,
+      });
+    }
+    await writeGoModule(proxyDir, 'example.com/broken', 'v0.1.0', {
+      'go.mod': GO_MOD('example.com/broken'),
+      'main.go': 'package main\n\nfunc main() {\n\tundefinedThing()\n}\n',
+    });
+    await writeGoModule(
+      proxyDir,
+      'example.com/evil',
+      'v0.1.0',
+      { 'go.mod': GO_MOD('example.com/evil'), 'main.go': 'package main\n\nfunc main() {}\n' },
+      { extraZipEntries: [{ name: 'example.com/evil@v0.1.0/../escape.go', data: Buffer.from('package main\n') }] },
+    );
+
+    upstream = await startUpstreamRegistry();
+    base = await pushBaseImage(`${upstream.host}/base/static:v1`);
+    server = await startKontain(koEnv());
+  },
+  { timeout: 180_000 },
+);
 
 after(async () => {
   await server?.stop();
   await upstream?.stop();
-  if (proxyDir) await rm(proxyDir, { recursive: true, force: true });
+  if (work) await rm(work, { recursive: true, force: true });
 });
 
-/** Pulls one platform of a ko image and unpacks it. */
-async function pullPlatform(ref: string, arch: 'amd64' | 'arm64'): Promise<{ rootfs: string; config: ImageConfig; manifest: ImageManifest; cleanup(): Promise<void> }> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'kontain-ko-pull-'));
-  await skopeoCopy(`docker://${server.address}/ko/${ref}`, `oci:${dir}/layout:t`, ['--override-arch', arch, '--override-os', 'linux']);
-  const layout = new OciLayout(path.join(dir, 'layout'));
+/**
+ * GET of a ko manifest with a long time limit: the first request of a version builds it,
+ * and nothing comes back until the build is done (http.ts's request gives up after 60 s idle).
+ */
+function getManifest(url: string, timeoutMs = BUILD_TIMEOUT_MS): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers: ACCEPT, agent: false, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url} took longer than ${timeoutMs} ms`)));
+    req.on('error', reject);
+  });
+}
+
+/** `/v2/ko/<import path>/manifests/<tag>` for `<import path>:<tag>`. */
+function manifestURL(serverURL: string, ref: string): string {
+  const at = ref.lastIndexOf(':');
+  return `${serverURL}/v2/ko/${ref.slice(0, at)}/manifests/${ref.slice(at + 1)}`;
+}
+
+/** Builds (or finds) `ref` and asserts it is answered; returns the top digest. */
+async function built(ref: string): Promise<string> {
+  const res = await getManifest(manifestURL(server.url, ref));
+  assert.equal(res.status, 200, `${ref}: ${res.body.toString()}`);
+  const digest = res.headers['docker-content-digest'];
+  assert.equal(typeof digest, 'string');
+  return digest as string;
+}
+
+/** Names of the entries of a gzip layer, leading `/` and trailing `/` dropped (ko writes absolute names). */
+async function layerEntries(blob: Buffer): Promise<Map<string, tar.Header>> {
+  const extract = tar.extract();
+  const entries = new Map<string, tar.Header>();
+  const done = new Promise<void>((resolve, reject) => {
+    extract.on('entry', (header, stream, next) => {
+      entries.set(header.name.replace(/^\/+/, '').replace(/\/+$/, ''), header);
+      stream.on('end', next);
+      stream.resume();
+    });
+    extract.on('finish', resolve);
+    extract.on('error', reject);
+  });
+  extract.end(gunzipSync(blob));
+  await done;
+  return entries;
+}
+
+/** Tags `digest` in the layout as `tag` so umoci can unpack that one platform image. */
+async function tagInLayout(layout: OciLayout, digest: string, size: number, tag: string): Promise<void> {
+  const index = await layout.index();
+  index.manifests.push({ mediaType: OCI_MANIFEST, digest, size, annotations: { 'org.opencontainers.image.ref.name': tag } });
+  await writeFile(path.join(layout.dir, 'index.json'), JSON.stringify(index));
+}
+
+interface PulledImage {
+  rootfs: string;
+  manifest: ImageManifest;
+  config: ImageConfig;
+}
+
+/** skopeo pulls one platform of `ref` from kontain; umoci unpacks it. */
+async function pullPlatform(ref: string, arch: Arch, name: string): Promise<PulledImage> {
+  const dir = path.join(work, name);
+  await skopeoCopy(`docker://${server.address}/ko/${ref}`, `oci:${dir}:t`, ['--override-arch', arch, '--override-os', 'linux']);
+  const layout = new OciLayout(dir);
   const manifest = await layout.manifest('t');
   const config = JSON.parse((await layout.blob(manifest.config.digest)).toString('utf8')) as ImageConfig;
-  await umociUnpack(`${dir}/layout:t`, path.join(dir, 'bundle'));
-  return { rootfs: path.join(dir, 'bundle', 'rootfs'), config, manifest, cleanup: () => rm(dir, { recursive: true, force: true }) };
+  await umociUnpack(`${dir}:t`, path.join(work, `${name}-bundle`));
+  return { rootfs: path.join(work, `${name}-bundle`, 'rootfs'), manifest, config };
 }
 
-async function manifestOf(ref: string): Promise<{ status: number; body: Buffer; digest?: string }> {
-  const [name, tag] = ref.split(':');
-  const res = await request(`${server.url}/v2/ko/${name}/manifests/${tag}`, { headers: ACCEPT });
-  return { status: res.status, body: res.body, digest: res.headers['docker-content-digest'] as string | undefined };
+async function elfMachine(file: string): Promise<number> {
+  const head = (await readFile(file)).subarray(0, 20);
+  assert.deepEqual([...head.subarray(0, 4)], [0x7f, 0x45, 0x4c, 0x46], `${file} is an ELF file`);
+  return head.readUInt16LE(18);
 }
 
-describe('ko host', { timeout: 15 * 60_000 }, () => {
+describe('ko host', { timeout: 20 * 60_000 }, () => {
+  const HELLO_V1 = `${HELLO}/cmd/hello:v0.1.0`;
   let indexDigest: string;
+  let all: OciLayout;
+  let index: ImageIndex;
 
-  test('builds the package for every base platform into an index, the ko way', async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), 'kontain-ko-all-'));
-    try {
-      await skopeoCopy(`docker://${server.address}/ko/${HELLO}/cmd/hello:v0.1.0`, `oci:${dir}:t`, ['--all']);
-      const layout = new OciLayout(dir);
-      indexDigest = await layout.manifestDigest('t');
-      const index = JSON.parse((await layout.blob(indexDigest)).toString('utf8')) as ImageIndex;
-      assert.equal(index.mediaType, 'application/vnd.oci.image.index.v1+json');
-      assert.deepEqual(index.manifests.map((m) => m.platform), base.images.map((i) => i.manifest.platform));
-      assert.equal(index.annotations?.['org.opencontainers.image.base.name'], `${upstream.host}/base/static:v1`);
-      assert.equal(index.annotations?.['org.opencontainers.image.base.digest'], base.top.digest);
-      for (const [i, entry] of index.manifests.entries()) {
-        const manifest = JSON.parse((await layout.blob(entry.digest)).toString('utf8')) as ImageManifest;
-        assert.equal(manifest.annotations?.['org.opencontainers.image.base.digest'], base.images[i]!.manifest.digest);
-        // Base layers first, then kodata, then the binary.
-        assert.deepEqual(manifest.layers.slice(0, -2).map((l) => l.digest), base.images[i]!.layers.map((l) => l.digest));
-        assert.equal(manifest.layers.length, base.images[i]!.layers.length + 2);
-      }
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+  test('ko/<module>/cmd/hello:v0.1.0 is an index of the base platforms, in the base order', { timeout: BUILD_TIMEOUT_MS + 120_000 }, async () => {
+    // The build happens on this request (bounded by BUILD_TIMEOUT_MS); skopeo then pulls what is built.
+    const built1 = await built(HELLO_V1);
+    const dir = path.join(work, 'all');
+    await skopeoCopy(`docker://${server.address}/ko/${HELLO_V1}`, `oci:${dir}:t`, ['--all']);
+    all = new OciLayout(dir);
+    indexDigest = await all.manifestDigest('t');
+    assert.equal(indexDigest, built1);
+    index = JSON.parse((await all.blob(indexDigest)).toString('utf8')) as ImageIndex;
+    assert.equal(index.mediaType, OCI_INDEX);
+    assert.deepEqual(
+      index.manifests.map((m) => m.platform),
+      ARCHES.map((architecture) => ({ architecture, os: 'linux' })),
+    );
+    assert.equal(index.annotations?.[BASE_NAME_ANNOTATION], base.ref);
+    assert.equal(index.annotations?.[BASE_DIGEST_ANNOTATION], base.indexDigest);
   });
 
-  for (const arch of ['amd64', 'arm64'] as const) {
-    test(`the ${arch} image runs the ${arch} binary from /ko-app with kodata at KO_DATA_PATH`, async () => {
-      const pulled = await pullPlatform(`${HELLO}/cmd/hello:v0.1.0`, arch);
-      try {
-        const binary = path.join(pulled.rootfs, 'ko-app', 'hello');
-        const info = await stat(binary);
-        assert.ok(info.isFile());
-        assert.equal(info.mode & 0o777, 0o555);
-        const head = (await readFile(binary)).subarray(0, 20);
-        assert.deepEqual([...head.subarray(0, 4)], [0x7f, 0x45, 0x4c, 0x46], 'an ELF file');
-        assert.equal(head.readUInt16LE(18), ELF_MACHINE[arch]);
-        assert.equal(await readFile(path.join(pulled.rootfs, 'var', 'run', 'ko', 'greeting.txt'), 'utf8'), GREETING['v0.1.0']);
-        assert.equal(await readFile(path.join(pulled.rootfs, 'etc', 'base-release'), 'utf8'), `base for ${arch}\n`);
-        assert.equal(pulled.config.architecture, arch);
-        assert.deepEqual(pulled.config.config?.Entrypoint, ['/ko-app/hello']);
-        // The base has Cmd ["/bin/sh"] and no Env: ko clears the one and makes the other.
-        assert.ok(!pulled.config.config?.Cmd, `Cmd cleared, got ${JSON.stringify(pulled.config.config?.Cmd)}`);
-        assert.deepEqual(pulled.config.config?.Env, ['PATH=/ko-app', 'KO_DATA_PATH=/var/run/ko']);
-        assert.equal(pulled.config.author, 'github.com/ko-build/ko');
-      } finally {
-        await pulled.cleanup();
+  for (const [i, arch] of ARCHES.entries()) {
+    test(`the ${arch} image: the ${arch} binary at /ko-app/hello, kodata at KO_DATA_PATH, on the ${arch} base`, async () => {
+      assert.ok(index, 'the index was pulled (first test)');
+      const entry = index.manifests[i]!;
+      assert.equal(entry.platform?.architecture, arch);
+      const manifest = JSON.parse((await all.blob(entry.digest)).toString('utf8')) as ImageManifest;
+      const config = JSON.parse((await all.blob(manifest.config.digest)).toString('utf8')) as ImageConfig;
+      const baseImage = base.images.find((b) => b.arch === arch)!;
+
+      // Layers: the base's, then kodata, then the binary.
+      assert.equal(manifest.layers.length, baseImage.layerDigests.length + 2);
+      assert.deepEqual(manifest.layers.slice(0, baseImage.layerDigests.length).map((l) => l.digest), baseImage.layerDigests);
+      const kodata = await layerEntries(await all.blob(manifest.layers.at(-2)!.digest));
+      assert.ok(kodata.has('var/run/ko/greeting.txt'), `kodata layer entries: ${[...kodata.keys()].join(', ')}`);
+      const binaryLayer = await layerEntries(await all.blob(manifest.layers.at(-1)!.digest));
+      assert.ok(binaryLayer.has('ko-app/hello'), `binary layer entries: ${[...binaryLayer.keys()].join(', ')}`);
+
+      assert.equal(manifest.annotations?.[BASE_NAME_ANNOTATION], base.ref);
+      assert.equal(manifest.annotations?.[BASE_DIGEST_ANNOTATION], baseImage.manifestDigest);
+
+      assert.equal(config.architecture, arch);
+      assert.equal(config.os, 'linux');
+      assert.deepEqual(config.config?.Entrypoint, ['/ko-app/hello']);
+      assert.ok(config.config?.Cmd === undefined || config.config?.Cmd === null, `Cmd is cleared (the base has ["/bin/base"]), got ${JSON.stringify(config.config?.Cmd)}`);
+      const env = config.config?.Env ?? [];
+      assert.ok(env.includes('KO_DATA_PATH=/var/run/ko'), `Env ${JSON.stringify(env)}`);
+      assert.deepEqual(env.filter((e) => e.startsWith('PATH=')), [`PATH=${BASE_PATH}:/ko-app`], `Env ${JSON.stringify(env)}`);
+      assert.equal(config.author, 'github.com/ko-build/ko');
+
+      await tagInLayout(all, entry.digest, entry.size, arch);
+      const bundle = path.join(work, `all-${arch}-bundle`);
+      await umociUnpack(`${all.dir}:${arch}`, bundle);
+      const rootfs = path.join(bundle, 'rootfs');
+      const binary = path.join(rootfs, 'ko-app', 'hello');
+      const info = await stat(binary);
+      assert.ok(info.isFile(), '/ko-app/hello is a regular file');
+      assert.equal(info.mode & 0o7777, 0o555);
+      assert.equal(await elfMachine(binary), ELF_MACHINE[arch]);
+      assert.equal(await readFile(path.join(rootfs, 'var', 'run', 'ko', 'greeting.txt'), 'utf8'), GREETING['v0.1.0']);
+      assert.equal(await readFile(path.join(rootfs, 'etc', 'base-release'), 'utf8'), BASE_RELEASE(arch));
+
+      if (arch === 'amd64' && process.arch === 'x64') {
+        // It is a working program: it prints the greeting it finds at KO_DATA_PATH.
+        const { stdout } = await run(binary, [], { timeout: 30_000, env: { KO_DATA_PATH: path.join(rootfs, 'var', 'run', 'ko') } });
+        assert.equal(stdout, GREETING['v0.1.0']);
       }
     });
   }
 
-  test('the amd64 binary prints the greeting it finds at KO_DATA_PATH', async () => {
-    const pulled = await pullPlatform(`${HELLO}/cmd/hello:v0.1.0`, 'amd64');
-    try {
-      if (process.arch !== 'x64') return; // only an amd64 machine runs it
-      const { stdout } = await run(path.join(pulled.rootfs, 'ko-app', 'hello'), [], { timeout: 30_000, env: { KO_DATA_PATH: path.join(pulled.rootfs, 'var', 'run', 'ko') } });
-      assert.equal(stdout, GREETING['v0.1.0']);
-    } finally {
-      await pulled.cleanup();
-    }
-  });
-
-  test('a second pull answers the same image without building again (the module zip is not needed)', async () => {
+  test('a second pull answers the same index without building (the module zip is gone)', async () => {
+    assert.ok(indexDigest, 'the first pull happened');
     const zip = moduleZipPath(proxyDir, HELLO, 'v0.1.0');
     const saved = await readFile(zip);
     await rm(zip);
     try {
-      const again = await manifestOf(`${HELLO}/cmd/hello:v0.1.0`);
-      assert.equal(again.status, 200, again.body.toString());
-      assert.equal(again.digest, indexDigest);
+      const dir = path.join(work, 'again');
+      await skopeoCopy(`docker://${server.address}/ko/${HELLO_V1}`, `oci:${dir}:t`, ['--all']);
+      assert.equal(await new OciLayout(dir).manifestDigest('t'), indexDigest);
+      const res = await request(manifestURL(server.url, HELLO_V1), { headers: ACCEPT });
+      assert.equal(res.status, 200, res.body.toString());
+      assert.equal(res.headers['docker-content-digest'], indexDigest);
     } finally {
       await writeFile(zip, saved);
     }
   });
 
-  test('latest is the highest release; another main package of the module builds too', async () => {
-    const latest = await pullPlatform(`${HELLO}/cmd/hello:latest`, 'amd64');
-    try {
-      assert.equal(await readFile(path.join(latest.rootfs, 'var', 'run', 'ko', 'greeting.txt'), 'utf8'), GREETING['v0.2.0']);
-    } finally {
-      await latest.cleanup();
-    }
-    const other = await pullPlatform(`${HELLO}/cmd/other:v0.2.0`, 'arm64');
-    try {
-      assert.equal((await readFile(path.join(other.rootfs, 'ko-app', 'other'))).readUInt16LE(18), ELF_MACHINE.arm64);
+  test('latest is v0.2.0', { timeout: BUILD_TIMEOUT_MS + 120_000 }, async () => {
+    await built(`${HELLO}/cmd/hello:latest`);
+    const latest = await pullPlatform(`${HELLO}/cmd/hello:latest`, 'amd64', 'latest');
+    assert.equal(await readFile(path.join(latest.rootfs, 'var', 'run', 'ko', 'greeting.txt'), 'utf8'), GREETING['v0.2.0']);
+    const v2 = await built(`${HELLO}/cmd/hello:v0.2.0`);
+    assert.equal(await built(`${HELLO}/cmd/hello:latest`), v2, 'latest and v0.2.0 are the same image');
+  });
+
+  test('another main package of the module builds too: /ko-app/other', { timeout: BUILD_TIMEOUT_MS + 120_000 }, async () => {
+    await built(`${HELLO}/cmd/other:v0.1.0`);
+    for (const arch of ARCHES) {
+      const other = await pullPlatform(`${HELLO}/cmd/other:v0.1.0`, arch, `other-${arch}`);
       assert.deepEqual(other.config.config?.Entrypoint, ['/ko-app/other']);
-    } finally {
-      await other.cleanup();
+      const binary = path.join(other.rootfs, 'ko-app', 'other');
+      assert.equal(((await stat(binary)).mode & 0o7777), 0o555);
+      assert.equal(await elfMachine(binary), ELF_MACHINE[arch]);
+      assert.equal(await readFile(path.join(other.rootfs, 'etc', 'base-release'), 'utf8'), BASE_RELEASE(arch));
     }
   });
 
-  test('what cannot be built is a clear registry error', async () => {
-    const cases: Array<[string, number, string, RegExp]> = [
-      ['example.com/nope/cmd/x:v0.1.0', 404, 'MANIFEST_UNKNOWN', /no module provides example\.com\/nope\/cmd\/x/],
-      [`${HELLO}/cmd/hello:v9.9.9`, 404, 'MANIFEST_UNKNOWN', /example\.com\/hello has no version v9\.9\.9.*v0\.1\.0, v0\.2\.0/],
-      [`${HELLO}/cmd/missing:v0.1.0`, 404, 'MANIFEST_UNKNOWN', /has no package example\.com\/hello\/cmd\/missing/],
-      ['example.com/broken:v0.1.0', 422, 'MANIFEST_UNKNOWN', /undefined: undefinedThing/],
-      ['example.com/evil:v0.1.0', 422, 'MANIFEST_UNKNOWN', /example\.com\/evil@v0\.1\.0\/\.\.\/escape\.go/],
-      ['fmt:latest', 400, 'NAME_INVALID', /import path/],
+  test('what cannot be built is a registry error saying why', { timeout: BUILD_TIMEOUT_MS + 60_000 }, async () => {
+    const cases: Array<{ ref: string; status: (s: number) => boolean; expect: string; code?: string; says: string | RegExp }> = [
+      { ref: 'example.com/nope/cmd/x:v0.1.0', status: (s) => s === 404, expect: '404', code: 'MANIFEST_UNKNOWN', says: 'example.com/nope/cmd/x' },
+      { ref: `${HELLO}/cmd/hello:v9.9.9`, status: (s) => s === 404, expect: '404', code: 'MANIFEST_UNKNOWN', says: 'v9.9.9' },
+      { ref: `${HELLO}/cmd/missing:v0.1.0`, status: (s) => s === 404, expect: '404', code: 'MANIFEST_UNKNOWN', says: `${HELLO}/cmd/missing` },
+      { ref: 'example.com/broken:v0.1.0', status: (s) => s === 422, expect: '422', says: 'undefined: undefinedThing' },
+      { ref: 'example.com/evil:v0.1.0', status: (s) => s >= 400 && s < 500, expect: '4xx', says: /\.\.\/escape\.go/ },
     ];
-    for (const [ref, status, code, message] of cases) {
-      const res = await manifestOf(ref);
-      assert.equal(res.status, status, `${ref}: ${res.body.toString()}`);
-      const error = registryError({ status: res.status, headers: {}, body: res.body });
-      assert.equal(error.code, code, ref);
-      assert.match(error.message, message, ref);
+    const failures: string[] = [];
+    for (const c of cases) {
+      const res = await getManifest(manifestURL(server.url, c.ref));
+      const body = res.body.toString();
+      if (!c.status(res.status)) {
+        failures.push(`${c.ref}: status ${res.status}, expected ${c.expect}: ${body}`);
+        continue;
+      }
+      let error: { code: string; message: string };
+      try {
+        error = registryError(res);
+      } catch (err) {
+        failures.push(`${c.ref}: not a registry error body (${(err as Error).message}): ${body}`);
+        continue;
+      }
+      if (c.code && error.code !== c.code) failures.push(`${c.ref}: code ${error.code}, expected ${c.code}`);
+      const says = typeof c.says === 'string' ? error.message.includes(c.says) : c.says.test(error.message);
+      if (!says) failures.push(`${c.ref}: message does not name ${String(c.says)}: ${JSON.stringify(error.message)}`);
     }
+    assert.deepEqual(failures, []);
   });
 
-  test('without a Go toolchain the ko host says it needs one', async () => {
-    const noGo = await startKontain({
-      KONTAIN_GOPROXY: proxyURL(proxyDir),
-      KONTAIN_KO_BASE: `${upstream.host}/base/static:v1`,
-      KONTAIN_INSECURE_REGISTRIES: upstream.host,
-      KONTAIN_KO_CACHE: GO_CACHE,
-      KONTAIN_GO: '/nonexistent/go',
-    });
+  test('with no go on the PATH the ko host answers 503 saying it needs a Go toolchain', { timeout: 120_000 }, async () => {
+    // A separate kontain process whose PATH has no go (node is started by its absolute path).
+    const store = path.join(work, 'no-go-store');
+    const { args, path: entry } = nodeArgsFor(siblingModule(import.meta.url, '../cmd/kontain'));
+    const env: NodeJS.ProcessEnv = { ...process.env, ...koEnv(), PATH: '/nonexistent', PORT: '0', KONTAIN_STORE: store, KONTAIN_LOG_LEVEL: 'info' };
+    delete env.KONTAIN_GO;
+    const child = spawn(process.execPath, [...args, entry, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
     try {
-      const res = await request(`${noGo.url}/v2/ko/${HELLO}/cmd/hello/manifests/v0.2.0`, { headers: ACCEPT });
+      const port = await new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`kontain did not start in 60 s: ${output}`)), 60_000);
+        const onData = (chunk: Buffer) => {
+          output += chunk.toString();
+          const match = /"port":(\d+)/.exec(output);
+          if (match) {
+            clearTimeout(timer);
+            resolve(Number(match[1]));
+          }
+        };
+        child.stdout.on('data', onData);
+        child.stderr.on('data', onData);
+        child.once('exit', (code) => {
+          clearTimeout(timer);
+          reject(new Error(`kontain exited (${code}) before listening: ${output}`));
+        });
+      });
+      const res = await getManifest(manifestURL(`http://127.0.0.1:${port}`, `${HELLO}/cmd/hello:v0.2.0`), 60_000);
       assert.equal(res.status, 503, res.body.toString());
       const error = registryError(res);
       assert.equal(error.code, 'UNAVAILABLE');
       assert.match(error.message, /ko host needs a Go toolchain/);
     } finally {
-      await noGo.stop();
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = once(child, 'exit');
+        child.kill('SIGKILL');
+        await exited;
+      }
     }
   });
 
   // Last: it stops the base registry.
   test('a built image still pulls while the base registry is down', async () => {
+    assert.ok(indexDigest, 'the first pull happened');
     await upstream.stop();
-    const res = await manifestOf(`${HELLO}/cmd/hello:v0.1.0`);
+    const res = await request(manifestURL(server.url, HELLO_V1), { headers: ACCEPT });
     assert.equal(res.status, 200, res.body.toString());
-    assert.equal(res.digest, indexDigest);
+    assert.equal(res.headers['docker-content-digest'], indexDigest);
   });
 });

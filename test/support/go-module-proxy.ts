@@ -33,7 +33,10 @@ export async function zipBytes(entries: ZipEntry[]): Promise<Buffer> {
   zip.end();
   const bytes = await buffer(zip.outputStream as NodeJS.ReadableStream & AsyncIterable<Buffer>);
   for (const [from, to] of patches) {
-    for (let at = bytes.indexOf(from); at >= 0; at = bytes.indexOf(from, at + 1)) to.copy(bytes, at);
+    let count = 0;
+    for (let at = bytes.indexOf(from); at >= 0; at = bytes.indexOf(from, at + 1), count++) to.copy(bytes, at);
+    // Once in the local header, once in the central directory; anything else is a collision with data.
+    if (count !== 2) throw new Error(`zip name patch for ${to.toString()} matched ${count} times, not 2`);
   }
   return bytes;
 }
