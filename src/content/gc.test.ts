@@ -151,68 +151,69 @@ test('a young manifest keeps old blobs it reuses', () =>
     assert.equal(await manifestExists(store, rebuilt.digest), true);
   }));
 
-test('a pointer written during the run (a rebuild reusing old objects) protects them', async () => {
+/**
+ * A backend wrapper whose `list` runs the armed hook once, at the first listing under
+ * `prefix`: before listing (`before`), or after taking the whole listing and before
+ * handing it over (`after-listing`), so the run holds a listing older than the hook's writes.
+ */
+function listHook(prefix: string, when: 'before' | 'after-listing') {
   let hook: (() => Promise<void>) | undefined;
-  // Runs the hook when the run first lists manifests: after it has read the pointers.
+  const fire = async () => {
+    const h = hook;
+    hook = undefined;
+    await h?.();
+  };
   const wrap = (backend: StorageBackend): StorageBackend =>
     new Proxy(backend, {
       get(target, prop, receiver) {
         if (prop === 'list') {
-          return (prefix: string) =>
+          return (listed: string) =>
             (async function* () {
-              if (prefix.startsWith('manifests/') && hook) {
-                const h = hook;
-                hook = undefined;
-                await h();
+              if (!listed.startsWith(prefix) || !hook) return yield* target.list(listed);
+              if (when === 'before') {
+                await fire();
+                return yield* target.list(listed);
               }
-              yield* target.list(prefix);
+              const items = [];
+              for await (const item of target.list(listed)) items.push(item);
+              await fire();
+              yield* items;
             })();
         }
         const value = Reflect.get(target, prop, receiver) as unknown;
         return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
       },
     });
+  return {
+    wrap,
+    arm: (h: () => Promise<void>) => (hook = h),
+    fired: () => hook === undefined,
+  };
+}
+
+test('a pointer written during the run (a rebuild reusing old objects) protects them', async () => {
+  // The hook runs when the run first lists manifests: after it has read the pointers.
+  const hooked = listHook('manifests/', 'before');
   await withStore(async (store, dir) => {
     const layer = await blob(store, 'deterministic layer');
     const built = await image(store, 'deterministic', [layer]);
     await oldPointer(store, 'flatten', 'key', built, 25 * HOUR);
     await age(dir, 2 * HOUR);
-    hook = () => store.setPointer('flatten', 'key', built);
+    hooked.arm(() => store.setPointer('flatten', 'key', built));
 
     const report = await collectGarbage(store, { graceMs: HOUR });
 
+    assert.ok(hooked.fired(), 'the pointer was written during the run');
     assert.equal(report.pointersExpired, 1);
     assert.equal(await manifestExists(store, built.digest), true);
     for (const digest of await parts(store, built)) assert.equal(await blobExists(store, digest), true);
     assert.ok((await store.getPointer('flatten', 'key')) !== undefined, 'the new pointer was not taken for the expired one');
-  }, wrap);
+  }, hooked.wrap);
 });
 
 test('an old blob reused by a rebuild after the last pointer re-read is kept (the rebuild touched it)', async () => {
-  let hook: (() => Promise<void>) | undefined;
-  // When the run lists blobs for the sweep (after its last look at pointers), the listing
-  // is taken first and the hook runs before it is handed over: the sweep then holds
-  // listings older than the rebuild's writes.
-  const wrap = (backend: StorageBackend): StorageBackend =>
-    new Proxy(backend, {
-      get(target, prop, receiver) {
-        if (prop === 'list') {
-          return (prefix: string) =>
-            (async function* () {
-              const listed = [];
-              for await (const item of target.list(prefix)) listed.push(item);
-              if (prefix.startsWith('blobs/') && hook) {
-                const h = hook;
-                hook = undefined;
-                await h();
-              }
-              yield* listed;
-            })();
-        }
-        const value = Reflect.get(target, prop, receiver) as unknown;
-        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-      },
-    });
+  // The hook runs when the run lists blobs for the sweep, after its last look at pointers.
+  const hooked = listHook('blobs/', 'after-listing');
   await withStore(async (store, dir) => {
     const layers = [await blob(store, 'layer one'), await blob(store, 'layer two')];
     const built = await image(store, 'deterministic', layers);
@@ -220,22 +221,22 @@ test('an old blob reused by a rebuild after the last pointer re-read is kept (th
     await age(dir, 2 * HOUR);
     // The rebuild writes the same bytes again (finding them in place) and then its pointer,
     // while the sweep is already walking the blobs.
-    hook = async () => {
+    hooked.arm(async () => {
       const rebuilt = await image(store, 'deterministic', [await blob(store, 'layer one'), await blob(store, 'layer two')]);
       assert.equal(rebuilt.digest, built.digest);
       await store.setPointer('flatten', 'key', rebuilt);
-    };
+    });
 
     const report = await collectGarbage(store, { graceMs: HOUR });
 
-    assert.equal(hook, undefined, 'the rebuild ran during the sweep');
+    assert.ok(hooked.fired(), 'the rebuild ran during the sweep');
     assert.equal(report.pointersExpired, 1);
     for (const digest of await parts(store, built)) assert.equal(await blobExists(store, digest), true, `${digest} survived`);
     // Config and both layers were old, unreachable when listed, and touched by the rebuild.
     assert.equal(report.keptAsReused, 3);
     assert.equal(report.blobsDeleted, 0);
     assert.equal(await manifestExists(store, built.digest), true);
-  }, wrap);
+  }, hooked.wrap);
 });
 
 test('old tmp uploads are deleted, young ones kept; other prefixes are never touched', () =>
