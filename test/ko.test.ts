@@ -325,6 +325,10 @@ describe('ko host', { timeout: 20 * 60_000 }, () => {
       const res = await request(manifestURL(server.url, HELLO_V1), { headers: ACCEPT });
       assert.equal(res.status, 200, res.body.toString());
       assert.equal(res.headers['docker-content-digest'], indexDigest);
+      // kontain.me's other spelling: the host name and a ko/ prefix.
+      const prefixed = await request(`${server.url}/v2/ko/ko/${HELLO}/cmd/hello/manifests/v0.1.0`, { headers: ACCEPT });
+      assert.equal(prefixed.status, 200, prefixed.body.toString());
+      assert.equal(prefixed.headers['docker-content-digest'], indexDigest);
     } finally {
       await writeFile(zip, saved);
     }

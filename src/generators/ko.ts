@@ -51,7 +51,9 @@ export class KoGenerator implements Generator {
   }
 
   async manifest(request: TagRequest): Promise<Descriptor> {
-    const importPath = request.repository;
+    // kontain.me takes ko.kontain.me/ko/<path> as well as ko.kontain.me/<path>; `ko` has
+    // no dot, so it can never be the first element of a real import path.
+    const importPath = request.repository.replace(/^ko\//, '');
     if (!isBuildableImportPath(importPath)) {
       throw new RegistryError('NAME_INVALID', `ko/${importPath}: name a Go package by its import path, e.g. ko/github.com/owner/repo/cmd/tool`);
     }
