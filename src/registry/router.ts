@@ -1,6 +1,7 @@
 import type { Request, Response, NextFunction, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { pipeline } from 'node:stream/promises';
+import { isSendable } from '../storage/file-range-stream.js';
 import type { Readable } from 'node:stream';
 import type { ContentStore } from '../content/store.js';
 import type { Generator } from '../generators/generator.js';
@@ -194,7 +195,9 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
       res.setHeader('Content-Length', source.size);
     }
     try {
-      await pipeline(body, res);
+      // A stored file sends itself without a buffer per chunk (see FileRangeStream).
+      if (isSendable(body)) await body.sendTo(res);
+      else await pipeline(body, res);
     } catch (err) {
       // The client went away or the source failed mid-stream: headers are gone, so the
       // connection is cut and the client sees a short body (and a digest mismatch).

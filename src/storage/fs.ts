@@ -1,4 +1,5 @@
-import { createReadStream, createWriteStream, open as openCallback } from 'node:fs';
+import { closeSync, createWriteStream, fstat as fstatCallback, open as openCallback } from 'node:fs';
+import { FileRangeStream } from './file-range-stream.js';
 import { promisify } from 'node:util';
 import { mkdir, open, link, rename, unlink, stat, readFile, readdir, rm, utimes } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
@@ -8,6 +9,7 @@ import type { Readable } from 'node:stream';
 import { ObjectNotFound, type ByteRange, type ObjectInfo, type StorageBackend, type WriteOptions } from './backend.js';
 
 const openFd = promisify(openCallback);
+const fstatFd = promisify(fstatCallback);
 
 const META_SUFFIX = '.meta.json'; // `<name>.<inode>.meta.json`; bare `<name>.meta.json` is the older layout, still read
 const TMP_DIR = '.tmp';
@@ -77,7 +79,14 @@ export class FsBackend implements StorageBackend {
       if (isNotFound(err)) throw new ObjectNotFound(name);
       throw err;
     }
-    return createReadStream('', { fd, start: range?.start, end: range?.end, highWaterMark: 1 << 20 });
+    let size: number;
+    try {
+      size = (await fstatFd(fd)).size;
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    return new FileRangeStream(fd, range?.start ?? 0, range ? Math.min(range.end + 1, size) : size);
   }
 
   async createIfAbsent(name: string, body: Readable, options: WriteOptions = {}): Promise<boolean> {
