@@ -11,12 +11,13 @@
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { AddressPolicy, UnsafeAddressError } from '../remote/address-safety.js';
 import { UpstreamError } from '../remote/errors.js';
-import { Transport, discard, readBody } from '../remote/transport.js';
+import { Transport, discard } from '../remote/transport.js';
+import { ByteLimit, readLimited } from '../util/byte-limit.js';
 import { ApkError } from './errors.js';
 
 export type Trust = 'operator' | 'request';
@@ -65,9 +66,9 @@ export class ApkFetcher {
     }
     const body = await this.open(url, req);
     try {
-      return await readBody(body, req.maxBytes, url.host, req.what);
+      return await readLimited(body, req.maxBytes, () => tooLarge(req));
     } catch (err) {
-      if (err instanceof UpstreamError && err.code === 'SIZE_INVALID') throw tooLarge(req);
+      if (err instanceof ApkError) throw err;
       throw named(req, err);
     }
   }
@@ -81,13 +82,7 @@ export class ApkFetcher {
     } else {
       body = await this.open(url, req);
     }
-    let size = 0;
-    const limit = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        size += chunk.length;
-        done(size > req.maxBytes ? tooLarge(req) : null, chunk);
-      },
-    });
+    const limit = new ByteLimit(req.maxBytes, () => tooLarge(req));
     try {
       await pipeline(body, limit, createWriteStream(file));
     } catch (err) {
@@ -95,7 +90,7 @@ export class ApkFetcher {
       if (err instanceof UpstreamError) throw named(req, err);
       throw new ApkError('fetch-failed', `cannot fetch ${req.what} from ${req.url}: ${(err as Error).message}`, { cause: err });
     }
-    return size;
+    return limit.bytes;
   }
 
   close(): void {

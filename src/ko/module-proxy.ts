@@ -6,7 +6,8 @@
  */
 import { createWriteStream } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
+import { ByteLimit, readLimited } from '../util/byte-limit.js';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import semver from 'semver';
@@ -114,14 +115,7 @@ export class GoModuleProxy {
     for (const proxy of this.proxies) {
       const body = await this.open(proxy, suffix);
       if (!body) continue;
-      let seen = 0;
-      const limit = new Transform({
-        transform(chunk: Buffer, _encoding, callback) {
-          seen += chunk.length;
-          if (seen > maxBytes) callback(new ModuleTooLarge(`module zip ${module.module}@${module.version} is larger than ${maxBytes} bytes`));
-          else callback(null, chunk);
-        },
-      });
+      const limit = new ByteLimit(maxBytes, () => new ModuleTooLarge(`module zip ${module.module}@${module.version} is larger than ${maxBytes} bytes`));
       await pipeline(body, limit, createWriteStream(file));
       return;
     }
@@ -133,17 +127,7 @@ export class GoModuleProxy {
     for (const proxy of this.proxies) {
       const body = await this.open(proxy, suffix);
       if (!body) continue;
-      const chunks: Buffer[] = [];
-      let total = 0;
-      for await (const chunk of body) {
-        total += (chunk as Buffer).length;
-        if (total > MAX_METADATA_BYTES) {
-          body.destroy();
-          throw new ModuleProxyError(`${proxy}/${suffix} is larger than ${MAX_METADATA_BYTES} bytes`);
-        }
-        chunks.push(chunk as Buffer);
-      }
-      return Buffer.concat(chunks);
+      return readLimited(body, MAX_METADATA_BYTES, () => new ModuleProxyError(`${proxy}/${suffix} is larger than ${MAX_METADATA_BYTES} bytes`));
     }
     return undefined;
   }

@@ -13,6 +13,7 @@ import { rootCertificates } from 'node:tls';
 import type { AddressPolicy } from './address-safety.js';
 import { UnsafeAddressError } from './address-safety.js';
 import { UpstreamError } from './errors.js';
+import { readLimited } from '../util/byte-limit.js';
 
 export interface TransportOptions {
   policy: AddressPolicy;
@@ -185,16 +186,6 @@ export function discard(body: Readable): void {
 }
 
 /** Reads a small body (manifest, JSON, error) with a size limit. */
-export async function readBody(body: Readable, limit: number, registry: string, what: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) {
-      body.destroy();
-      throw new UpstreamError({ registry, status: 200, code: 'SIZE_INVALID', message: `upstream ${registry} sent more than ${limit} bytes for ${what}` });
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
+export function readBody(body: Readable, limit: number, registry: string, what: string): Promise<Buffer> {
+  return readLimited(body, limit, () => new UpstreamError({ registry, status: 200, code: 'SIZE_INVALID', message: `upstream ${registry} sent more than ${limit} bytes for ${what}` }));
 }
