@@ -13,7 +13,7 @@ import { RegistryError } from '../registry/errors.js';
 import { isAllowlisted, splitHostPort } from '../remote/address-safety.js';
 import type { Config } from '../config.js';
 import type { Generator, GeneratorContext, TagRequest } from './generator.js';
-import { upstreamFailure } from './upstream.js';
+import { hostWithPort, upstreamFailure } from './upstream.js';
 
 const MAX_CONFIG_BYTES = 1024 * 1024;
 const NO_SETTINGS: ApkoSettings = { users: [], groups: [], environment: {} };
@@ -33,10 +33,7 @@ export function parseApkoRepository(repository: string): ApkoTarget {
   if (parts.length < 3 || !/\.ya?ml$/.test(parts.at(-1)!)) {
     throw new RegistryError('NAME_INVALID', `apko/url/ takes <host>/<path>.yaml, the HTTPS location of an apko configuration; got ${repository}`);
   }
-  let host = parts[1]!;
-  const withPort = /^((?:[a-z0-9-]+\.)*[a-z0-9-]+|localhost)-(\d{1,5})$/.exec(host);
-  if (withPort && (withPort[1]!.includes('.') || withPort[1] === 'localhost')) host = `${withPort[1]}:${withPort[2]}`;
-  return { kind: 'url', host, path: '/' + parts.slice(2).join('/') };
+  return { kind: 'url', host: hostWithPort(parts[1]!), path: '/' + parts.slice(2).join('/') };
 }
 
 /** The registry answer for a refused build; anything unexpected stays a 500. */

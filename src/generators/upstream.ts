@@ -19,12 +19,8 @@ export function upstreamReference(service: string, domain: string, repository: s
   if (!path) {
     throw new RegistryError('NAME_INVALID', `name an upstream image after ${service}/, e.g. ${service}/busybox or ${service}/ghcr.io/owner/repo`);
   }
-  const slash = path.indexOf('/');
-  const first = slash < 0 ? path : path.slice(0, slash);
-  const withPort = /^((?:[a-z0-9-]+\.)*[a-z0-9-]+|localhost)-(\d{1,5})$/.exec(first);
-  if (withPort && (withPort[1]!.includes('.') || withPort[1] === 'localhost')) {
-    path = `${withPort[1]}:${withPort[2]}${slash < 0 ? '' : path.slice(slash)}`;
-  }
+  const [first, ...rest] = path.split('/');
+  path = [hostWithPort(first!), ...rest].join('/');
   const text = reference.digest ? `${path}@${reference.digest}` : `${path}:${reference.tag ?? 'latest'}`;
   try {
     return parseReference(text);
@@ -32,6 +28,16 @@ export function upstreamReference(service: string, domain: string, repository: s
     if (err instanceof InvalidReferenceError) throw new RegistryError('NAME_INVALID', err.message);
     throw err;
   }
+}
+
+/**
+ * A host name written `host-port` in a repository path (`127.0.0.1-5000`, `localhost-8443`)
+ * as `host:port`; anything else unchanged. Only a name with a dot, or `localhost`, can be a
+ * host, and no real host's last label ends in `-<digits>`.
+ */
+export function hostWithPort(element: string): string {
+  const withPort = /^((?:[a-z0-9-]+\.)*[a-z0-9-]+|localhost)-(\d{1,5})$/.exec(element);
+  return withPort && (withPort[1]!.includes('.') || withPort[1] === 'localhost') ? `${withPort[1]}:${withPort[2]}` : element;
 }
 
 /** The registry error a client should see for an upstream failure; it names the upstream. */
