@@ -5,7 +5,7 @@
  * built image names them and every blob it names must be pullable from kontain.
  */
 import type { ContentStore } from '../content/store.js';
-import { familyOf, isIndexType, MediaType, type FormatFamily } from '../oci/mediatypes.js';
+import { familyOf, isIndexType, type FormatFamily } from '../oci/mediatypes.js';
 import type { Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform } from '../oci/types.js';
 import type { RegistryClient } from '../remote/client.js';
 import { formatReference, parseReference, type Reference } from '../remote/reference.js';
@@ -81,9 +81,4 @@ export async function copyBaseLayers(client: RegistryClient, store: ContentStore
     const blob = await client.blob(base.ref, layer.digest, { size: layer.size });
     await store.putBlob(blob.stream, layer.digest, { sourceVerified: blob.verified });
   }
-}
-
-/** ko's layer media type follows the base: OCI base, OCI layers; Docker base, Docker layers. */
-export function layerMediaType(family: FormatFamily): string {
-  return family === 'oci' ? MediaType.ociLayerGzip : MediaType.dockerLayerGzip;
 }

@@ -7,7 +7,7 @@ import type { ContentStore } from '../content/store.js';
 import { writeImage } from '../oci/image.js';
 import type { WrittenLayer } from '../oci/layer.js';
 import type { Descriptor, HistoryEntry, ImageConfig } from '../oci/types.js';
-import { layerMediaType, type BaseImage, type BasePlatformImage } from './base-image.js';
+import type { BaseImage, BasePlatformImage } from './base-image.js';
 import { KO_APP_DIR, KO_DATA_PATH } from './layers.js';
 
 export const BASE_NAME_ANNOTATION = 'org.opencontainers.image.base.name';
@@ -36,7 +36,6 @@ export async function writeKoImage(
     mediaType: layer.mediaType,
     ...(layer.annotations ? { annotations: layer.annotations } : {}),
   }));
-  const mediaType = layerMediaType(base.family);
   const binaryPath = `${KO_APP_DIR}/${appName}`;
   const { rootfs: _rootfs, ...baseConfig } = image.config;
   const runtime = baseConfig.config ?? {};
@@ -54,7 +53,8 @@ export async function writeKoImage(
   return writeImage(store, {
     family: base.family,
     config,
-    layers: [...baseLayers, { ...layers.kodata, mediaType }, { ...layers.binary, mediaType }],
+    // ko's layers take the base's family (writeImage's default): OCI base, OCI layers.
+    layers: [...baseLayers, layers.kodata, layers.binary],
     annotations: { [BASE_NAME_ANNOTATION]: base.name, [BASE_DIGEST_ANNOTATION]: image.descriptor.digest },
   });
 }

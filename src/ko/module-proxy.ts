@@ -67,15 +67,19 @@ export class GoModuleProxy {
    * exists wins. Throws ModuleNotFound saying what was tried.
    */
   async findModule(importPath: string, query: string): Promise<ModuleVersion> {
-    const withoutVersion: string[] = [];
+    // The longest module that exists without the version, for a message that says so.
+    let unversioned: { module: string; versions: string[] } | undefined;
     for (const modulePath of modulePathCandidates(importPath)) {
       const found = await this.resolve(modulePath, query);
       if (found) return found;
-      if (query !== 'latest' && (await this.versions(modulePath)) !== undefined) withoutVersion.push(modulePath);
+      if (query !== 'latest' && !unversioned) {
+        const versions = await this.versions(modulePath);
+        if (versions) unversioned = { module: modulePath, versions };
+      }
     }
-    if (withoutVersion.length > 0) {
-      const known = (await this.versions(withoutVersion[0]!)) ?? [];
-      throw new ModuleNotFound(`module ${withoutVersion[0]} has no version ${query} at ${this.proxies.join(', ')}${known.length ? ` (versions: ${known.join(', ')})` : ''}`);
+    if (unversioned) {
+      const { module, versions } = unversioned;
+      throw new ModuleNotFound(`module ${module} has no version ${query} at ${this.proxies.join(', ')}${versions.length ? ` (versions: ${versions.join(', ')})` : ''}`);
     }
     throw new ModuleNotFound(`no module provides ${importPath} at ${this.proxies.join(', ')} (looked for ${modulePathCandidates(importPath).join(', ')})`);
   }
