@@ -2,19 +2,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { withTempDir } from '../../test/support/temp-dir.js';
+import { proxyURL, writeGoModule } from '../../test/support/go-module-proxy.js';
 import { GoModuleProxy, ModuleNotFound, ModuleProxyError } from './module-proxy.js';
 
-/** A proxy directory with `versions` of `module`, each .info naming itself. */
+const TIME = '2024-01-02T03:04:05Z';
+
+/** A proxy directory holding `versions` of `module` (go.mod only), as a file:// URL. */
 async function proxyDir(dir: string, module: string, versions: string[]): Promise<string> {
-  const v = path.join(dir, module.replace(/[A-Z]/g, (c) => '!' + c.toLowerCase()), '@v');
-  await mkdir(v, { recursive: true });
-  await writeFile(path.join(v, 'list'), versions.join('\n') + '\n');
-  for (const version of versions) await writeFile(path.join(v, `${version}.info`), JSON.stringify({ Version: version }));
-  return pathToFileURL(dir).toString();
+  for (const version of versions) await writeGoModule(dir, module, version, { 'go.mod': `module ${module}\n` }, { time: TIME });
+  return proxyURL(dir);
 }
 
 async function httpProxy(handler: (url: string) => { status: number; body?: string }): Promise<{ url: string; server: Server; seen: string[] }> {
@@ -42,8 +40,8 @@ test('the longest module path that has the version wins; upper case travels esca
     await proxyDir(dir, 'example.com/Big', ['v1.0.0']);
     const url = await proxyDir(dir, 'example.com/Big/sub', ['v2.0.0']);
     const proxy = new GoModuleProxy([url]);
-    assert.deepEqual(await proxy.findModule('example.com/Big/sub/cmd/x', 'v2.0.0'), { module: 'example.com/Big/sub', version: 'v2.0.0' });
-    assert.deepEqual(await proxy.findModule('example.com/Big/cmd/y', 'v1.0.0'), { module: 'example.com/Big', version: 'v1.0.0' });
+    assert.deepEqual(await proxy.findModule('example.com/Big/sub/cmd/x', 'v2.0.0'), { module: 'example.com/Big/sub', version: 'v2.0.0', time: TIME });
+    assert.deepEqual(await proxy.findModule('example.com/Big/cmd/y', 'v1.0.0'), { module: 'example.com/Big', version: 'v1.0.0', time: TIME });
     await assert.rejects(proxy.findModule('example.com/other/x', 'latest'), (err: Error) => err instanceof ModuleNotFound && /no module provides example\.com\/other\/x/.test(err.message));
   }));
 
