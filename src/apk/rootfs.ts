@@ -7,6 +7,7 @@
  */
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
+import { readLimited } from '../util/byte-limit.js';
 import tar from 'tar-stream';
 import { normalisePath, openDataTar, toDataEntry, type DataEntry } from './package-data.js';
 import { resolveThroughLinks, type InstallPlan } from './install-plan.js';
@@ -52,16 +53,6 @@ function headerOf(entry: DataEntry): TarHeader {
   };
 }
 
-async function readSmall(stream: AsyncIterable<unknown>, path: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_CAPTURE) throw new Error(`/${path} in a package is larger than ${MAX_CAPTURE} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
 
 export function rootfsTar(plan: InstallPlan, options: RootfsOptions): Readable {
   const pack = tar.pack();
@@ -96,7 +87,7 @@ export function rootfsTar(plan: InstallPlan, options: RootfsOptions): Readable {
         }
         const generated = capturedAs.get(entry.path);
         if (generated !== undefined && entry.type !== 'directory') {
-          if (entry.type === 'file') captured.set(generated, await readSmall(item, entry.path));
+          if (entry.type === 'file') captured.set(generated, await readLimited(item as unknown as Readable, MAX_CAPTURE, () => new Error(`/${entry.path} in a package is larger than ${MAX_CAPTURE} bytes`)));
           else item.resume();
           continue;
         }
