@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ObjectNotFound, type ObjectInfo } from '../storage/backend.js';
+import { readObject, type ObjectInfo } from '../storage/backend.js';
 import { isSha256Digest } from '../oci/digest.js';
 import { ContentStore } from './store.js';
 
@@ -282,15 +282,9 @@ interface ParsedPointer {
  * expires.
  */
 async function readPointer(store: ContentStore, name: string, info?: ObjectInfo): Promise<ParsedPointer | undefined> {
-  let text: string;
-  try {
-    const chunks: Buffer[] = [];
-    for await (const chunk of await store.backend.read(name)) chunks.push(chunk as Buffer);
-    text = Buffer.concat(chunks).toString('utf8');
-  } catch (err) {
-    if (err instanceof ObjectNotFound) return undefined;
-    throw err;
-  }
+  const bytes = await readObject(store.backend, name);
+  if (!bytes) return undefined;
+  const text = bytes.toString('utf8');
   let parsed: { descriptor?: { digest?: unknown }; created?: unknown } | undefined;
   try {
     parsed = JSON.parse(text) as typeof parsed;

@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { LRUCache } from 'lru-cache';
-import { ObjectNotFound, type ByteRange, type ObjectInfo, type StorageBackend } from '../storage/backend.js';
+import { readObject, type ByteRange, type ObjectInfo, type StorageBackend } from '../storage/backend.js';
 import { CountingStream, DigestingStream, digestHex, isSha256Digest, sha256Digest } from '../oci/digest.js';
 import type { Descriptor, StoredManifest } from '../oci/types.js';
 import { SingleFlight } from '../util/single-flight.js';
@@ -159,7 +158,7 @@ export class ContentStore {
     const name = ContentStore.manifestName(digest);
     const info = await this.backend.stat(name);
     if (!info) return undefined;
-    const bytes = await readAll(await this.backend.read(name).catch(notFoundAsUndefined));
+    const bytes = await readObject(this.backend, name);
     if (!bytes || sha256Digest(bytes) !== digest) return undefined;
     const manifest = { bytes, mediaType: info.contentType, digest };
     this.manifests.set(digest, manifest);
@@ -169,9 +168,9 @@ export class ContentStore {
   /** A live pointer; with allowExpired also one past its TTL (stale-if-error answers). */
   async getPointer(service: string, key: string, options: { allowExpired?: boolean } = {}): Promise<Pointer | undefined> {
     const name = ContentStore.pointerName(service, key);
-    const stream = await this.backend.read(name).catch(notFoundAsUndefined);
-    if (!stream) return undefined;
-    const pointer = JSON.parse((await readAll(stream)).toString('utf8')) as Pointer;
+    const bytes = await readObject(this.backend, name);
+    if (!bytes) return undefined;
+    const pointer = JSON.parse(bytes.toString('utf8')) as Pointer;
     if (!options.allowExpired && Date.now() - Date.parse(pointer.created) > this.pointerTTLms) return undefined;
     return pointer;
   }
@@ -215,18 +214,3 @@ export class ContentStore {
   }
 }
 
-async function readAll(stream: Readable): Promise<Buffer>;
-async function readAll(stream: Readable | undefined): Promise<Buffer | undefined>;
-async function readAll(stream: Readable | undefined): Promise<Buffer | undefined> {
-  if (!stream) return undefined;
-  const chunks: Buffer[] = [];
-  await pipeline(stream, async function* (source) {
-    for await (const chunk of source) chunks.push(chunk as Buffer);
-  });
-  return Buffer.concat(chunks);
-}
-
-function notFoundAsUndefined(err: unknown): undefined {
-  if (err instanceof ObjectNotFound) return undefined;
-  throw err;
-}

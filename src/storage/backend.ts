@@ -66,6 +66,18 @@ export interface StorageBackend {
   downloadURL?(name: string): Promise<string | undefined>;
 }
 
+/** A small object's bytes whole (pointers, records, manifests), or undefined when there is none. */
+export async function readObject(backend: StorageBackend, name: string): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of await backend.read(name)) chunks.push(chunk as Buffer);
+  } catch (err) {
+    if (err instanceof ObjectNotFound) return undefined;
+    throw err;
+  }
+  return Buffer.concat(chunks);
+}
+
 export class ObjectNotFound extends Error {
   constructor(readonly objectName: string) {
     super(`object ${objectName} not found`);

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { ObjectNotFound, type StorageBackend } from '../storage/backend.js';
+import { readObject, type StorageBackend } from '../storage/backend.js';
 import { setTasksPendingSource } from '../server/metrics.js';
 import { TaskHandlers, checkDelay, checkTaskName, type EnqueueOptions, type EnqueueResult, type JsonValue, type TaskHandler, type TaskQueue } from './queue.js';
 
@@ -201,15 +201,9 @@ export class EmbeddedTaskQueue implements TaskQueue {
   }
 
   private async readRecord(name: string): Promise<TaskRecord | undefined> {
-    let text: string;
-    try {
-      const chunks: Buffer[] = [];
-      for await (const chunk of await this.backend.read(name)) chunks.push(chunk as Buffer);
-      text = Buffer.concat(chunks).toString('utf8');
-    } catch (err) {
-      if (err instanceof ObjectNotFound) return undefined; // finished since it was listed
-      throw err;
-    }
+    const bytes = await readObject(this.backend, name);
+    if (!bytes) return undefined; // finished since it was listed
+    const text = bytes.toString('utf8');
     try {
       const record = JSON.parse(text) as Partial<TaskRecord>;
       if (typeof record.name === 'string' && typeof record.due === 'string' && !Number.isNaN(Date.parse(record.due))) {
