@@ -1,6 +1,7 @@
 import pino, { type Logger } from 'pino';
 import type { Request, Response, NextFunction } from 'express';
 import type { RequestLogFields } from '../registry/router.js';
+import { responseBytes } from './response-bytes.js';
 
 /** pino levels as Cloud Logging severities, so the console shows them. */
 const SEVERITY: Record<string, string> = {
@@ -45,22 +46,13 @@ export function requestLogger(log: Logger, project: string | undefined) {
     const fields: RequestLogFields = {};
     res.locals.fields = fields;
     res.locals.log = trace ? log.child({ 'logging.googleapis.com/trace': trace }) : log;
-    let bytes = 0;
-    const write = res.write.bind(res);
-    res.write = ((chunk: unknown, ...rest: unknown[]) => {
-      if (chunk) bytes += Buffer.isBuffer(chunk) ? chunk.length : Buffer.byteLength(String(chunk));
-      return (write as (...args: unknown[]) => boolean)(chunk, ...rest);
-    }) as typeof res.write;
-    const end = res.end.bind(res);
-    res.end = ((chunk?: unknown, ...rest: unknown[]) => {
-      if (chunk && typeof chunk !== 'function') bytes += Buffer.isBuffer(chunk) ? chunk.length : Buffer.byteLength(String(chunk));
-      return (end as (...args: unknown[]) => Response)(chunk, ...rest);
-    }) as typeof res.end;
+    const bytesSent = responseBytes(res);
     let logged = false;
     const done = () => {
       if (logged) return;
       logged = true;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const bytes = bytesSent();
       const status = res.writableFinished ? res.statusCode : 499;
       const line = {
         ...fields,

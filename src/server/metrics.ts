@@ -1,6 +1,7 @@
 import type { Request, Response, NextFunction, RequestHandler } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RequestLogFields } from '../registry/router.js';
+import { responseBytes } from './response-bytes.js';
 
 /** The label for requests that reach no host (health checks, /metrics, index pages). */
 const NO_SERVICE = 'none';
@@ -73,20 +74,7 @@ export function createMetrics(): Metrics {
   });
 
   const middleware = (_req: Request, res: Response, next: NextFunction): void => {
-    let bytes = 0;
-    const count = (chunk: unknown) => {
-      if (chunk && typeof chunk !== 'function') bytes += Buffer.isBuffer(chunk) || chunk instanceof Uint8Array ? chunk.byteLength : Buffer.byteLength(String(chunk));
-    };
-    const write = res.write.bind(res);
-    res.write = ((chunk: unknown, ...rest: unknown[]) => {
-      count(chunk);
-      return (write as (...args: unknown[]) => boolean)(chunk, ...rest);
-    }) as typeof res.write;
-    const end = res.end.bind(res);
-    res.end = ((chunk?: unknown, ...rest: unknown[]) => {
-      count(chunk);
-      return (end as (...args: unknown[]) => Response)(chunk, ...rest);
-    }) as typeof res.end;
+    const bytesSent = responseBytes(res);
     let done = false;
     const record = () => {
       if (done) return;
@@ -95,6 +83,7 @@ export function createMetrics(): Metrics {
       const service = (res.locals.fields as RequestLogFields | undefined)?.service ?? NO_SERVICE;
       const status = res.writableFinished ? res.statusCode : 499; // as the request log counts it
       requests.inc({ service, status: String(status) });
+      const bytes = bytesSent();
       if (bytes > 0) bytesServed.inc({ service }, bytes);
     };
     res.on('finish', record);
