@@ -6,6 +6,7 @@ import pino from 'pino';
 import { ContentStore } from '../src/content/store.js';
 import { collectGarbage } from '../src/content/gc.js';
 import { createBackend } from '../src/storage/index.js';
+import { runHttpProxy, runJsonProxy } from '../src/proxy/cli.js';
 
 const USAGE = `usage: kontain <command>
 
@@ -13,6 +14,10 @@ commands:
   serve    serve the registry on $PORT (default 8080)
   gc       delete expired pointers and unreachable objects older than
            $KONTAIN_GC_GRACE once, print a JSON report (--dry-run: delete nothing)
+  proxy REF
+           serve one image over HTTP/1.1 on --sockfd N (or stdin/stdout)
+  experimental-image-proxy
+           skopeo's JSON image-proxy protocol on a SOCK_SEQPACKET --sockfd N (or stdin)
 
 Configuration is read from the environment; the README lists every variable.`;
 
@@ -22,6 +27,9 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  // The proxies read their own flags and configuration (their stdout may be the protocol).
+  if (command === 'proxy') return runHttpProxy(argv.slice(1));
+  if (command === 'experimental-image-proxy') return runJsonProxy(argv.slice(1));
   let config;
   try {
     config = loadConfig();

@@ -12,7 +12,7 @@ import { MediaType, isIndexType, isManifestType } from '../oci/mediatypes.js';
 import type { Descriptor, ImageIndex, StoredManifest } from '../oci/types.js';
 import { AddressPolicy, splitHostPort, type LookupAll } from './address-safety.js';
 import { Authenticator, pullScope } from './auth.js';
-import { DockerConfigCredentials } from './credentials.js';
+import { DockerConfigCredentials, type Credentials } from './credentials.js';
 import { UpstreamError, errorFromResponse } from './errors.js';
 import { InvalidReferenceError, isRepositoryName, parseReference, registryEndpointHost, formatReference, type Reference } from './reference.js';
 import { isRetryableStatus, retryDelay, sleep, type RetryPolicy } from './retry.js';
@@ -24,6 +24,8 @@ export interface RegistryClientOptions {
   insecureRegistries?: string[];
   /** A docker `config.json` to take credentials from; without it every pull is anonymous. */
   dockerConfigPath?: string;
+  /** Where credentials come from instead of `dockerConfigPath` (the proxies read several files). */
+  credentials?: { get(registry: string): Promise<Credentials | undefined> };
   userAgent?: string;
   timeouts?: { connectMs?: number; stallMs?: number };
   /** Further attempts after a connection error, 429 or 5xx. */
@@ -99,7 +101,7 @@ export class RegistryClient {
       stallMs: options.timeouts?.stallMs ?? 30_000,
       ca: options.ca,
     });
-    const credentials = new DockerConfigCredentials(options.dockerConfigPath);
+    const credentials = options.credentials ?? new DockerConfigCredentials(options.dockerConfigPath);
     this.auth = new Authenticator({
       credentials: (registry) => credentials.get(registry),
       fetch: (registry, url, headers) => this.fetchToken(registry, url, headers),

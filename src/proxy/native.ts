@@ -1,0 +1,80 @@
+/**
+ * The fd-passing addon (native/fdpass.c, built at `npm ci`) behind small promise-based
+ * helpers: a SOCK_SEQPACKET socket given as a descriptor, and pipes whose read end is
+ * handed to the client while the write end is a non-blocking stream here.
+ */
+import { closeSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { Socket } from 'node:net';
+
+interface FdPass {
+  pipe(): [number, number];
+  recv(fd: number, maxBytes: number): { data: Buffer; fds: number[]; truncated: boolean; eof: boolean } | null;
+  send(fd: number, data: Buffer, fds: number[]): boolean;
+  waitFor(fd: number, writable: boolean, callback: (error: string | null) => void): void;
+}
+
+let addon: FdPass | undefined;
+
+function fdpass(): FdPass {
+  if (!addon) {
+    const require = createRequire(import.meta.url);
+    // dist/src/proxy/native.js → native/build/Release at the package root.
+    const file = new URL('../../../native/build/Release/fdpass.node', import.meta.url);
+    try {
+      addon = require(file.pathname) as FdPass;
+    } catch (err) {
+      throw new Error(`the fd-passing addon is not built (${(err as Error).message}); run npm ci or node native/build.mjs`);
+    }
+  }
+  return addon;
+}
+
+function waitFor(fd: number, writable: boolean): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fdpass().waitFor(fd, writable, (error) => (error ? reject(new Error(`waiting on fd ${fd}: ${error}`)) : resolve()));
+  });
+}
+
+export interface Packet {
+  data: Buffer;
+  fds: number[];
+  /** The message was longer than the buffer (the rest is lost, as with skopeo). */
+  truncated: boolean;
+}
+
+/** One end of a SOCK_SEQPACKET socketpair: whole messages, with descriptors attached. */
+export class SeqpacketSocket {
+  constructor(readonly fd: number) {}
+
+  /** The next message, or undefined once the peer has closed its end. */
+  async receive(maxBytes: number): Promise<Packet | undefined> {
+    for (;;) {
+      const message = fdpass().recv(this.fd, maxBytes);
+      if (message) {
+        if (message.eof && message.data.length === 0 && message.fds.length === 0) return undefined;
+        return message;
+      }
+      await waitFor(this.fd, false);
+    }
+  }
+
+  async send(data: Buffer, fds: number[] = []): Promise<void> {
+    while (!fdpass().send(this.fd, data, fds)) await waitFor(this.fd, true);
+  }
+}
+
+/** A pipe: the read end's descriptor (to pass on, then close) and the write end as a stream. */
+export function openPipe(): { readFd: number; writeFd: number; writer: Socket } {
+  const [readFd, writeFd] = fdpass().pipe();
+  const writer = new Socket({ fd: writeFd, readable: false, writable: true });
+  return { readFd, writeFd, writer };
+}
+
+export function closeFd(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed
+  }
+}
