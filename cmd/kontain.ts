@@ -1,12 +1,6 @@
 #!/usr/bin/env node
+// Commands load their modules when run: the proxies start per client and must start fast.
 import { ConfigError, loadConfig } from '../src/config.js';
-import { createLogger } from '../src/server/logging.js';
-import { startServer } from '../src/server/serve.js';
-import pino from 'pino';
-import { ContentStore } from '../src/content/store.js';
-import { collectGarbage } from '../src/content/gc.js';
-import { createBackend } from '../src/storage/index.js';
-import { runHttpProxy, runJsonProxy } from '../src/proxy/cli.js';
 
 const USAGE = `usage: kontain <command>
 
@@ -28,8 +22,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   // The proxies read their own flags and configuration (their stdout may be the protocol).
-  if (command === 'proxy') return runHttpProxy(argv.slice(1));
-  if (command === 'experimental-image-proxy') return runJsonProxy(argv.slice(1));
+  if (command === 'proxy') return (await import('../src/proxy/cli.js')).runHttpProxy(argv.slice(1));
+  if (command === 'experimental-image-proxy') return (await import('../src/proxy/cli.js')).runJsonProxy(argv.slice(1));
   let config;
   try {
     config = loadConfig();
@@ -40,9 +34,11 @@ async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  const { createLogger } = await import('../src/server/logging.js');
   const log = createLogger(config.logLevel);
   switch (command) {
     case 'serve': {
+      const { startServer } = await import('../src/server/serve.js');
       const running = await startServer(config, log);
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
@@ -56,6 +52,12 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'gc': {
+      const [{ default: pino }, { ContentStore }, { collectGarbage }, { createBackend }] = await Promise.all([
+        import('pino'),
+        import('../src/content/store.js'),
+        import('../src/content/gc.js'),
+        import('../src/storage/index.js'),
+      ]);
       const flags = argv.slice(1);
       const unknown = flags.filter((f) => f !== '--dry-run');
       if (unknown.length > 0) {

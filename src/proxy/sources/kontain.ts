@@ -4,14 +4,12 @@
  */
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
-import { ContentStore } from '../../content/store.js';
-import { createGenerators } from '../../generators/index.js';
+import type { ContentStore } from '../../content/store.js';
 import type { Generator } from '../../generators/generator.js';
 import type { StoredManifest } from '../../oci/types.js';
 import { AcceptedTypes } from '../../registry/accept.js';
 import { RegistryError } from '../../registry/errors.js';
 import { MANIFEST_TYPES } from '../../remote/index.js';
-import { createBackend } from '../../storage/index.js';
 import { ImageNotFound, verified, type ImageSource, type SourceBlob } from '../image-source.js';
 
 /** The store and hosts, made once per process on the first kontain reference. */
@@ -24,7 +22,13 @@ export class KontainHosts {
   ) {}
 
   get(): Promise<{ store: ContentStore; generators: Map<string, Generator> }> {
+    // Loaded on first use: every host's modules are slow to load, and most references are not kontain's.
     this.hosts ??= (async () => {
+      const [{ ContentStore }, { createGenerators }, { createBackend }] = await Promise.all([
+        import('../../content/store.js'),
+        import('../../generators/index.js'),
+        import('../../storage/index.js'),
+      ]);
       const store = new ContentStore(await createBackend(this.config), { pointerTTLms: this.config.ttlSeconds * 1000 });
       return { store, generators: createGenerators({ store, config: this.config, log: this.log }) };
     })();
