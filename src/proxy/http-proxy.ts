@@ -79,6 +79,8 @@ export interface HttpProxyOptions {
 
 export class HttpProxy {
   private image?: ProxyImage;
+  /** A blob failed after its answer began: the connection was cut, the exit status says so. */
+  private failed = false;
 
   constructor(private readonly options: HttpProxyOptions) {}
 
@@ -91,8 +93,8 @@ export class HttpProxy {
   /** Serves the one connection; resolves with the exit code when it ends or on /quit. */
   serve(connection: Duplex): Promise<number> {
     return new Promise((done) => {
-      let cut = false;
-      const resolve = (code: number) => done(cut ? 1 : code);
+      // Decided a turn later, so a failure that closes the connection is known by then.
+      const resolve = (code: number) => setImmediate(() => done(this.failed ? 1 : code));
       const server = createServer({ keepAlive: true }, (req, res) => {
         this.handle(req, res).then(
           (quit) => {
@@ -100,7 +102,7 @@ export class HttpProxy {
           },
           (err: unknown) => {
             this.options.log.error({ err }, 'request failed after its answer began: closing the connection');
-            cut = true;
+            this.failed = true;
             res.destroy();
             connection.destroy();
           },
@@ -176,7 +178,11 @@ export class HttpProxy {
       res.end();
       return;
     }
-    // Headers go out with the first bytes: a failure before them is still a JSON error.
-    await pipeline(blob.stream, new HoldLastChunk(), res);
+    try {
+      await pipeline(blob.stream, new HoldLastChunk(), res);
+    } catch (err) {
+      this.failed = true;
+      throw err;
+    }
   }
 }

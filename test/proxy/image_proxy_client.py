@@ -199,7 +199,11 @@ def http_scenario(argv, steps):
 
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     fd = theirs.fileno()
-    proc = subprocess.Popen(argv + ['--sockfd', str(fd)], pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if os.environ.get('PROXY_STDIO') == '1':
+        # No --sockfd: the connection is the child's stdin and stdout.
+        proc = subprocess.Popen(argv, stdin=theirs, stdout=theirs, stderr=subprocess.PIPE)
+    else:
+        proc = subprocess.Popen(argv + ['--sockfd', str(fd)], pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     theirs.close()
     conn = http.client.HTTPConnection('proxy')
     conn.sock = ours
