@@ -5,7 +5,7 @@
  * end travels with the reply (SCM_RIGHTS). Requests are handled one at a time, in order,
  * as skopeo does: FinishPipe holds the socket until its pipe's writer is done.
  */
-import type { Socket } from 'node:net';
+import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Readable } from 'node:stream';
 import { isDigest } from '../oci/digest.js';
@@ -34,7 +34,7 @@ interface Reply {
 }
 
 interface ActivePipe {
-  writer: Socket;
+  writer: Writable;
   done: Promise<void>;
   error?: Error;
 }
@@ -68,34 +68,32 @@ function parseDigest(value: string): string {
   return value;
 }
 
-/** Writes a stream into a pipe with backpressure; resolves with the byte count. */
-async function copyInto(stream: Readable, writer: Socket): Promise<number> {
-  let bytes = 0;
-  let failure: Error | undefined;
-  const onError = (err: Error) => (failure ??= err);
-  writer.on('error', onError);
-  try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      if (failure) throw failure;
-      bytes += chunk.length;
-      if (!writer.write(chunk)) {
-        await new Promise<void>((resolve) => {
-          const settle = () => {
-            writer.off('drain', settle);
-            writer.off('close', settle);
-            resolve();
-          };
-          writer.on('drain', settle);
-          writer.on('close', settle);
-        });
-      }
-    }
-    if (failure) throw failure;
-    return bytes;
-  } catch (err) {
-    stream.destroy();
-    throw err;
-  }
+/**
+ * Pipes a stream into a pipe's writer (backpressure by stream.pipe) without ending it;
+ * resolves with the byte count when the source ends cleanly.
+ */
+function copyInto(stream: Readable, writer: Writable): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let bytes = 0;
+    let settled = false;
+    const fail = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      stream.unpipe(writer);
+      stream.destroy();
+      reject(err);
+    };
+    stream.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    stream.once('error', fail);
+    writer.once('error', fail);
+    stream.once('end', () => {
+      if (settled) return;
+      settled = true;
+      writer.off('error', fail);
+      resolve(bytes);
+    });
+    stream.pipe(writer, { end: false });
+  });
 }
 
 export interface JsonProxyOptions {
@@ -248,7 +246,7 @@ export class JsonProxy {
     });
   }
 
-  private startPipe(value: unknown, work: (writer: Socket) => Promise<void>): Reply {
+  private startPipe(value: unknown, work: (writer: Writable) => Promise<void>): Reply {
     const { readFd, writeFd, writer } = openPipe();
     const pipe: ActivePipe = { writer, done: Promise.resolve() };
     writer.on('error', (err) => (pipe.error ??= err));
@@ -278,7 +276,7 @@ export class JsonProxy {
     const blob = await image.blob(parseDigest(args[1]));
     const data = openPipe();
     const errors = openPipe();
-    const finish = (writer: Socket) => new Promise<void>((resolve) => writer.end(resolve));
+    const finish = (writer: Writable) => new Promise<void>((resolve) => writer.end(resolve));
     data.writer.on('error', () => {});
     errors.writer.on('error', () => {});
     void (async () => {

@@ -5,7 +5,7 @@
  */
 import { closeSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { Socket } from 'node:net';
+import { createWriteStream, type WriteStream } from 'node:fs';
 
 interface FdPass {
   pipe(): [number, number];
@@ -64,10 +64,15 @@ export class SeqpacketSocket {
   }
 }
 
-/** A pipe: the read end's descriptor (to pass on, then close) and the write end as a stream. */
-export function openPipe(): { readFd: number; writeFd: number; writer: Socket } {
+/**
+ * A pipe: the read end's descriptor (to pass on, then close) and the write end as a stream.
+ * The write end stays blocking and is written from libuv's thread pool, so copying into
+ * the pipe runs beside the main thread's HTTP parsing and hashing (as a blocked writer it
+ * holds one pool thread until the client reads; the client owns this process alone).
+ */
+export function openPipe(): { readFd: number; writeFd: number; writer: WriteStream } {
   const [readFd, writeFd] = fdpass().pipe();
-  const writer = new Socket({ fd: writeFd, readable: false, writable: true });
+  const writer = createWriteStream('', { fd: writeFd, highWaterMark: 1 << 20, autoClose: true });
   return { readFd, writeFd, writer };
 }
 
