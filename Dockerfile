@@ -1,8 +1,12 @@
 # Build: compile TypeScript, then keep only production dependencies.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
+# node-gyp builds the image proxies' fd-passing addon (native/fdpass.c).
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
+COPY native ./native
+RUN npm run install
 COPY tsconfig.json ./
 COPY src ./src
 COPY cmd ./cmd
@@ -27,6 +31,7 @@ COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
 COPY --from=build /app/dist/cmd ./dist/cmd
+COPY --from=build /app/native/build/Release/fdpass.node ./native/build/Release/fdpass.node
 USER nonroot
 EXPOSE 8080
 CMD ["dist/cmd/kontain.js", "serve"]

@@ -13,6 +13,7 @@ declare -A PACKAGES=(
   [tar]=tar
   [go]=golang-go
   [chromium]=chromium
+  [python3]=python3
 )
 
 missing=()
