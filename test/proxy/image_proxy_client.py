@@ -60,10 +60,15 @@ class JsonProxy:
         threading.Thread(target=lambda: self.stderr.append(self.proc.stderr.read()), daemon=True).start()
 
     def request(self, method, *args):
-        self.sock.send(json.dumps({'method': method, 'args': list(args)}).encode())
-        message, fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MESSAGE, 4)
+        try:
+            self.sock.send(json.dumps({'method': method, 'args': list(args)}).encode())
+            message, fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MESSAGE, 4)
+        except OSError:
+            message = b''
         if not message:
-            raise RuntimeError('proxy closed the socket: ' + b''.join(self.stderr).decode(errors='replace'))
+            self.proc.wait(timeout=30)
+            time.sleep(0.1)
+            raise RuntimeError(f'proxy closed the socket during {method} (exit {self.proc.returncode}): ' + b''.join(self.stderr).decode(errors='replace'))
         return json.loads(message), fds
 
     def call(self, method, *args):
