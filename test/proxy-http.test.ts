@@ -5,7 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -39,7 +39,6 @@ let single: WrittenLayout;
 let index: WrittenLayout;
 let corruptLayer: string;
 
-const sha256 = (data: Buffer) => 'sha256:' + createHash('sha256').update(data).digest('hex');
 const body = (r: StepResult) => Buffer.from(r.body ?? '', 'base64');
 const ref = (name: string) => `docker://${upstream.host}/lib/${name}:v1`;
 
