@@ -32,15 +32,18 @@ def drain(fd, keep):
     digest = hashlib.sha256()
     chunks = []
     length = 0
+    # One reused buffer: a fresh 1 MiB object per read would cost more than the data.
+    buffer = bytearray(1 << 20)
+    view = memoryview(buffer)
     with os.fdopen(fd, 'rb', buffering=0) as pipe:
         while True:
-            chunk = pipe.read(1 << 20)
-            if not chunk:
+            n = pipe.readinto(buffer)
+            if not n:
                 break
-            length += len(chunk)
-            digest.update(chunk)
+            length += n
+            digest.update(view[:n])
             if keep:
-                chunks.append(chunk)
+                chunks.append(bytes(view[:n]))
     return {'bytes': b''.join(chunks) if keep else None, 'sha256': 'sha256:' + digest.hexdigest(), 'length': length}
 
 
