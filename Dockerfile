@@ -12,7 +12,8 @@ COPY src ./src
 COPY cmd ./cmd
 COPY test ./test
 COPY bench ./bench
-RUN npx tsc -p tsconfig.json && npm prune --omit=dev
+COPY scripts ./scripts
+RUN npm run build && npm prune --omit=dev
 
 # The ko host runs `go build`: the Go toolchain comes from the official image (a recent
 # Go, since current modules name go 1.21+ in go.mod). CGO is off, so it needs no C
@@ -29,9 +30,9 @@ COPY --from=go /usr/local/go /usr/local/go
 ENV PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
-COPY --from=build /app/dist/src ./dist/src
-COPY --from=build /app/dist/cmd ./dist/cmd
+# The bundle starts faster than the compiled tree (scripts/bundle.mjs says why).
+COPY --from=build /app/dist/bundle ./dist/bundle
 COPY --from=build /app/native/build/Release/fdpass.node ./native/build/Release/fdpass.node
 USER nonroot
 EXPOSE 8080
-CMD ["dist/cmd/kontain.js", "serve"]
+CMD ["dist/bundle/kontain.js", "serve"]

@@ -1,25 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 
-/** Starts `kontain serve` as a child process (so its memory can be read) and waits for its port. */
-export async function startServerProcess(env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
-  const entry = fileURLToPath(new URL('../cmd/kontain.js', import.meta.url));
-  const child = spawn(process.execPath, [entry, 'serve'], {
-    env: { ...process.env, PORT: '0', KONTAIN_LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    let output = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /"port":(\d+)/.exec(output);
-      if (match) resolve(Number(match[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${output}`)));
-  });
-  return { child, port };
-}
+export { startServerProcess } from '../test/support/server-process.js';
 
 /** Peak resident set size of a process, in bytes (Linux VmHWM). */
 export async function peakRss(pid: number): Promise<number> {

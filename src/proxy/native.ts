@@ -3,7 +3,9 @@
  * helpers: a SOCK_SEQPACKET socket given as a descriptor, and pipes whose read end is
  * handed to the client while the write end is a non-blocking stream here.
  */
-import { closeSync } from 'node:fs';
+import { closeSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { createWriteStream, type WriteStream } from 'node:fs';
 
@@ -16,13 +18,23 @@ interface FdPass {
 
 let addon: FdPass | undefined;
 
+/**
+ * native/build/Release/fdpass.node at the package root, found by walking up from this
+ * module: it runs from dist/src/proxy/ (compiled tree) and from dist/bundle/ (the bundle).
+ */
+function addonPath(): string {
+  const relative = path.join('native', 'build', 'Release', 'fdpass.node');
+  for (let dir = path.dirname(fileURLToPath(import.meta.url)); ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, relative))) return path.join(dir, relative);
+    if (path.dirname(dir) === dir) return relative;
+  }
+}
+
 function fdpass(): FdPass {
   if (!addon) {
     const require = createRequire(import.meta.url);
-    // dist/src/proxy/native.js → native/build/Release at the package root.
-    const file = new URL('../../../native/build/Release/fdpass.node', import.meta.url);
     try {
-      addon = require(file.pathname) as FdPass;
+      addon = require(addonPath()) as FdPass;
     } catch (err) {
       throw new Error(`the fd-passing addon is not built (${(err as Error).message}); run npm ci or node native/build.mjs`);
     }

@@ -48,7 +48,8 @@ export async function startServer(
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  log.info({ port, store: backend.description, domain: config.domain || undefined }, 'kontain serving');
+  // startupMs: process start to listening, what a cold Cloud Run instance makes its first client wait.
+  log.info({ port, store: backend.description, domain: config.domain || undefined, startupMs: Math.round(performance.now()) }, 'kontain serving');
   const gc = startPeriodicGc(store, { intervalMs: config.gcIntervalSeconds * 1000, graceMs: config.gcGraceSeconds * 1000, log });
   // After listening: the embedded queue runs overdue tasks at once, and their images
   // should be servable as they appear.

@@ -1,10 +1,11 @@
-import { instance, type Viz } from '@viz-js/viz';
+import type { Viz } from '@viz-js/viz';
 
 let viz: Promise<Viz> | undefined;
 
 /** Graphviz compiled to WebAssembly, loaded on first use (a few MB) and kept. */
 function graphviz(): Promise<Viz> {
-  viz ??= instance().catch((err: unknown) => {
+  // Imported here, not at the top: the module is large and most servers never draw.
+  viz ??= import('@viz-js/viz').then(({ instance }) => instance()).catch((err: unknown) => {
     viz = undefined;
     throw err;
   });
