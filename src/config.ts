@@ -45,6 +45,8 @@ export interface Config {
   manifestCacheBytes: number;
   /** Lifetime of cache pointers, in seconds. */
   ttlSeconds: number;
+  /** A build lease not renewed for this long is taken over by another instance. */
+  leaseTTLSeconds: number;
   /** Garbage collection keeps unreachable blobs and manifests younger than this, in seconds. */
   gcGraceSeconds: number;
   /** Seconds between garbage collection runs inside `serve`; 0 disables them. */
@@ -100,6 +102,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: oneOf(env, 'KONTAIN_LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info'),
     manifestCacheBytes: integer(env, 'KONTAIN_MANIFEST_CACHE_BYTES', 64 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
     ttlSeconds: integer(env, 'KONTAIN_TTL', 24 * 3600, 1, Number.MAX_SAFE_INTEGER),
+    leaseTTLSeconds: integer(env, 'KONTAIN_LEASE_TTL', 30, 1, 3600),
     gcGraceSeconds: integer(env, 'KONTAIN_GC_GRACE', 3600, 0, Number.MAX_SAFE_INTEGER),
     // setInterval takes at most 2^31-1 ms.
     gcIntervalSeconds: integer(env, 'KONTAIN_GC_INTERVAL', 3600, 0, 2_147_483),

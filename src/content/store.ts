@@ -5,6 +5,7 @@ import { readObject, type ByteRange, type ObjectInfo, type StorageBackend } from
 import { CountingStream, DigestingStream, digestHex, isSha256Digest, sha256Digest } from '../oci/digest.js';
 import type { Descriptor, StoredManifest } from '../oci/types.js';
 import { SingleFlight } from '../util/single-flight.js';
+import { StoreLeases } from './lease.js';
 
 /** A cache pointer: a name (service + key) for a manifest, with the time it was made. */
 export interface Pointer {
@@ -25,6 +26,8 @@ export interface ContentStoreOptions {
   pointerTTLms?: number;
   /** Told whether each `cached` lookup found a usable pointer (metrics). */
   onCacheLookup?: (service: string, result: 'hit' | 'miss') => void;
+  /** How long a build's lease outlives its holder's last renewal (default 30 s). */
+  leaseTTLms?: number;
 }
 
 /** Thrown when bytes that were written do not hash to the digest the writer expected. */
@@ -45,12 +48,15 @@ const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
  *   manifests/sha256/<hex>          manifest and index bytes, content type = media type
  *   pointers/<service>/<key>.json   a Pointer
  *   tmp/<uuid>                      uploads whose digest is not known yet
+ *   leases/<hash>/<epoch>           which instance is doing a piece of work (lease.ts)
  */
 export class ContentStore {
   private readonly manifests: LRUCache<string, StoredManifest>;
   private readonly builds = new SingleFlight<Descriptor>();
   readonly pointerTTLms: number;
   private readonly onCacheLookup?: (service: string, result: 'hit' | 'miss') => void;
+  /** Work done once across every instance sharing this store. */
+  readonly leases: StoreLeases;
 
   constructor(readonly backend: StorageBackend, options: ContentStoreOptions = {}) {
     this.manifests = new LRUCache({
@@ -59,6 +65,7 @@ export class ContentStore {
     });
     this.pointerTTLms = options.pointerTTLms ?? 24 * 3600 * 1000;
     this.onCacheLookup = options.onCacheLookup;
+    this.leases = new StoreLeases(backend, { ttlMs: options.leaseTTLms ?? 30_000 });
   }
 
   static blobName(digest: string): string {
@@ -185,22 +192,31 @@ export class ContentStore {
     });
   }
 
+  /** The pointer's descriptor when it is live and its manifest is in the store. */
+  private async usablePointer(service: string, key: string): Promise<Descriptor | undefined> {
+    const hit = await this.getPointer(service, key);
+    return hit && (await this.getManifest(hit.descriptor.digest)) ? hit.descriptor : undefined;
+  }
+
   /**
    * The cached image for (service, key), building it once if there is none: concurrent
-   * callers for the same key share one build.
+   * callers for the same key share one build in this process, and instances sharing the
+   * store share one build through a lease (the others wait for its pointer).
    */
   async cached(service: string, key: string, build: () => Promise<Descriptor>): Promise<Descriptor> {
-    const hit = await this.getPointer(service, key);
-    if (hit && (await this.getManifest(hit.descriptor.digest))) {
-      this.onCacheLookup?.(service, 'hit');
-      return hit.descriptor;
-    }
-    this.onCacheLookup?.(service, 'miss');
-    return this.builds.run(`${service}\0${key}`, async () => {
-      const descriptor = await build();
-      await this.setPointer(service, key, descriptor);
-      return descriptor;
-    });
+    const hit = await this.usablePointer(service, key);
+    this.onCacheLookup?.(service, hit ? 'hit' : 'miss');
+    if (hit) return hit;
+    return this.builds.run(`${service}\0${key}`, () =>
+      this.leases.once(`pointer:${service}\0${key}`, {
+        done: () => this.usablePointer(service, key),
+        work: async () => {
+          const descriptor = await build();
+          await this.setPointer(service, key, descriptor);
+          return descriptor;
+        },
+      }),
+    );
   }
 
   /** Deletes a manifest (garbage collection), also from memory so it is not served on. */

@@ -62,7 +62,13 @@ export class KoGenerator implements Generator {
       const key = createHash('sha256').update(`${importPath}\n${module.module}@${module.version}`).digest('hex');
       const cached = await this.cachedBuild(key, request.log);
       if (cached) return cached;
-      return await this.flights.run(key, () => this.build(importPath, module, key, request.log));
+      // Once per process (flights), and once across instances sharing the store (a lease).
+      return await this.flights.run(key, () =>
+        this.store.leases.once(`ko\0${key}`, {
+          done: () => this.cachedBuild(key, request.log),
+          work: () => this.build(importPath, module, key, request.log),
+        }),
+      );
     } catch (err) {
       throw koFailure(err) ?? err;
     }

@@ -33,6 +33,7 @@ export async function startServer(
   const store = new ContentStore(backend, {
     manifestCacheBytes: config.manifestCacheBytes,
     pointerTTLms: config.ttlSeconds * 1000,
+    leaseTTLms: config.leaseTTLSeconds * 1000,
     onCacheLookup: metrics.countCacheLookup,
   });
   const tasks = await createTaskQueue(config, backend, log);

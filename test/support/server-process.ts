@@ -19,8 +19,9 @@ export async function startServerProcess(
   env: Record<string, string>,
   options: { entry?: string; nodeArgs?: string[] } = {},
 ): Promise<ServerProcess> {
+  // The port is read from the "kontain serving" line, an info line: the level stays info.
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.entry ?? BUNDLE_ENTRY, 'serve'], {
-    env: { ...process.env, PORT: '0', KONTAIN_LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, PORT: '0', ...env, KONTAIN_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let output = '';
