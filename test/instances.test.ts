@@ -111,7 +111,9 @@ before(
       KONTAIN_KO_BASE: `${upstream.host}/shared/base:v1`,
       KONTAIN_KO_CACHE: GO_CACHE,
       KONTAIN_GO: wrapper,
-      KONTAIN_LEASE_TTL: '2',
+      // Short, so the takeover test is quick; long enough that a loaded machine's timer delays
+      // do not make a live holder look dead.
+      KONTAIN_LEASE_TTL: '6',
     };
     for (let i = 0; i < 3; i++) await startInstance();
   },
