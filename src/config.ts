@@ -81,6 +81,36 @@ export interface Config {
   apkKeyring: string[];
   /** apko: architectures (apk names: x86_64, aarch64, …) built for `apko/<pkg>/...`; several make an index. */
   apkArchs: string[];
+  /** Builds from source (kaniko host; the buildpack and nix hosts to come). */
+  builds: BuildsConfig;
+}
+
+/** Where builds run and the bounds on each. */
+export interface BuildsConfig {
+  /** `buildah` on this machine, or Cloud Build. */
+  executor: 'buildah' | 'cloudbuild';
+  /** Git repositories are `<gitBase>/<owner>/<repo>`; operator-trusted, but its address obeys the mirror's policy. */
+  gitBase: string;
+  /** `owner/repo` patterns (`*` matches within one part) that may be built; empty refuses every repository. */
+  allow: string[];
+  /** How long a manifest request waits for a build before answering "building, pull again", in ms. */
+  holdMs: number;
+  /** Wall-clock limit of one build (source fetch included), in seconds. */
+  timeoutSeconds: number;
+  /** Builds running at once in this process; further builds wait for a slot. */
+  maxConcurrent: number;
+  /** Largest source: fetched git objects, and the build directory's files. */
+  maxSourceBytes: number;
+  /** Largest image a build may produce (compressed layers + config). */
+  maxOutputBytes: number;
+  /** How long a failed build is remembered (answered without rebuilding), in seconds. */
+  failureTtlSeconds: number;
+  /** Working space of builds (git fetches, buildah storage, OCI layouts). */
+  workDir: string;
+  /** The buildah command. */
+  buildah: string;
+  /** Cloud Build: project, region, builder image, and an API endpoint other than Google's (tests). */
+  cloudBuild: { project?: string; location: string; builderImage: string; endpoint?: string };
 }
 
 export class ConfigError extends Error {
@@ -127,6 +157,43 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       if (!/^[a-z0-9_]+$/.test(arch)) throw new ConfigError(`KONTAIN_APK_ARCHS entry ${arch} is not an apk architecture name (x86_64, aarch64, …)`);
       return arch;
     }),
+    builds: parseBuilds(env),
+  };
+}
+
+function parseBuilds(env: NodeJS.ProcessEnv): BuildsConfig {
+  const executor = oneOf(env, 'KONTAIN_BUILD_EXECUTOR', ['buildah', 'cloudbuild'] as const, 'buildah');
+  const gitBase = gitBaseURL(env.KONTAIN_GIT_BASE?.trim() || 'https://github.com');
+  const allow = list(env, 'KONTAIN_BUILD_ALLOW', []).map((pattern) => {
+    if (!/^[a-z0-9*][a-z0-9._*-]*\/[a-z0-9*][a-z0-9._*-]*$/i.test(pattern)) {
+      throw new ConfigError(`KONTAIN_BUILD_ALLOW entry ${pattern} is not an owner/repo pattern (e.g. myorg/app, myorg/*)`);
+    }
+    return pattern.toLowerCase();
+  });
+  const holdRaw = env.KONTAIN_BUILD_HOLD?.trim();
+  const hold = holdRaw ? Number(holdRaw) : 20;
+  if (!Number.isFinite(hold) || hold < 0 || hold > 600) throw new ConfigError(`KONTAIN_BUILD_HOLD=${holdRaw} must be a number of seconds between 0 and 600`);
+  const project = env.KONTAIN_CLOUD_BUILD_PROJECT?.trim() || env.GOOGLE_CLOUD_PROJECT?.trim() || undefined;
+  if (executor === 'cloudbuild' && !project) throw new ConfigError('KONTAIN_BUILD_EXECUTOR=cloudbuild needs KONTAIN_CLOUD_BUILD_PROJECT (or GOOGLE_CLOUD_PROJECT)');
+  const endpoint = env.KONTAIN_CLOUD_BUILD_ENDPOINT?.trim();
+  return {
+    executor,
+    gitBase,
+    allow,
+    holdMs: Math.round(hold * 1000),
+    timeoutSeconds: integer(env, 'KONTAIN_BUILD_TIMEOUT', 900, 10, 24 * 3600),
+    maxConcurrent: integer(env, 'KONTAIN_BUILD_MAX_CONCURRENT', 2, 1, 64),
+    maxSourceBytes: integer(env, 'KONTAIN_BUILD_MAX_SOURCE_BYTES', 200 * 1024 * 1024, 1024, Number.MAX_SAFE_INTEGER),
+    maxOutputBytes: integer(env, 'KONTAIN_BUILD_MAX_OUTPUT_BYTES', 2 * 1024 * 1024 * 1024, 1024, Number.MAX_SAFE_INTEGER),
+    failureTtlSeconds: integer(env, 'KONTAIN_BUILD_FAILURE_TTL', 600, 0, 7 * 24 * 3600),
+    workDir: path.resolve(env.KONTAIN_BUILD_DIR?.trim() || path.join(tmpdir(), 'kontain-builds')),
+    buildah: env.KONTAIN_BUILDAH?.trim() || 'buildah',
+    cloudBuild: {
+      project,
+      location: env.KONTAIN_CLOUD_BUILD_LOCATION?.trim() || 'global',
+      builderImage: env.KONTAIN_CLOUD_BUILD_BUILDER?.trim() || 'quay.io/buildah/stable:v1.37',
+      endpoint: endpoint ? fetchableURL('KONTAIN_CLOUD_BUILD_ENDPOINT', endpoint) : undefined,
+    },
   };
 }
 
@@ -146,6 +213,20 @@ function fetchableURL(name: string, raw: string): string {
   }
   if (!['http:', 'https:', 'file:'].includes(url.protocol) || url.search || url.hash) {
     throw new ConfigError(`${name}=${raw} must be an http(s) or file URL without query or fragment`);
+  }
+  return url.toString().replace(/\/+$/, '');
+}
+
+/** An http(s) or git:// URL without query, fragment or trailing slash. */
+function gitBaseURL(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`KONTAIN_GIT_BASE=${raw} is not a URL`);
+  }
+  if (!['http:', 'https:', 'git:'].includes(url.protocol) || url.search || url.hash || url.username || url.password) {
+    throw new ConfigError(`KONTAIN_GIT_BASE=${raw} must be an http(s) or git:// URL without credentials, query or fragment`);
   }
   return url.toString().replace(/\/+$/, '');
 }

@@ -14,6 +14,8 @@ declare -A PACKAGES=(
   [go]=golang-go
   [chromium]=chromium
   [python3]=python3
+  [git]=git
+  [buildah]=buildah
 )
 
 missing=()
@@ -22,6 +24,8 @@ for command in "${!PACKAGES[@]}"; do
 done
 # Library packages have no command: check their files.
 [ -d /usr/share/gocode/src/github.com/containerd/stargz-snapshotter/estargz ] || missing+=(golang-github-containerd-stargz-snapshotter-dev)
+# The build tests' base image is made from busybox-static's /bin/busybox.
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -6,6 +6,7 @@ import type { Descriptor, StoredManifest } from '../oci/types.js';
 import type { ByteRange } from '../storage/backend.js';
 import type { Config } from '../config.js';
 import type { TaskQueue } from '../tasks/queue.js';
+import type { BuildFacility } from '../builds/facility.js';
 
 /** What a generator is asked for when a client requests a manifest by tag. */
 export interface TagRequest {
@@ -14,6 +15,8 @@ export interface TagRequest {
   tag: string;
   accept: AcceptedTypes;
   log: Logger;
+  /** `scheme://host` the client used, for URLs in messages (a build's log). */
+  baseUrl?: string;
 }
 
 /** A blob a generator can produce on demand (mirror fetches it from upstream). */
@@ -60,4 +63,6 @@ export interface GeneratorContext {
   log: Logger;
   /** Delayed work (the wait host); generators register their task handlers on it. */
   tasks?: TaskQueue;
+  /** Slow work answered while it runs (builds); made from store and tasks when absent. */
+  builds?: BuildFacility;
 }

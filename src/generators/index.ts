@@ -6,6 +6,9 @@ import { EstargzGenerator } from './estargz.js';
 import { WaitGenerator } from './wait.js';
 import { ApkoGenerator } from './apko.js';
 import { KoGenerator } from './ko.js';
+import { KanikoGenerator } from './kaniko.js';
+import { createBuildFacility, createBuildExecutor } from '../builds/index.js';
+import { GitSource } from '../git/source.js';
 import { RegistryClient } from '../remote/client.js';
 import { VizHost } from '../viz/host.js';
 import { RegistryImageSource } from '../viz/source.js';
@@ -19,6 +22,14 @@ export function createGenerators(context: GeneratorContext): Map<string, Generat
     userAgent: 'kontain',
     logger: context.log,
   });
+  const builds = context.builds ?? createBuildFacility(context);
+  const withBuilds = { ...context, builds };
+  const git = new GitSource({
+    base: context.config.builds.gitBase,
+    insecureRegistries: context.config.insecureRegistries,
+    workDir: context.config.builds.workDir,
+    maxSourceBytes: context.config.builds.maxSourceBytes,
+  });
   const generators: Generator[] = [
     new RandomGenerator(context),
     new MirrorGenerator(context, client, { staleIfError: context.config.mirrorStaleIfError }),
@@ -27,6 +38,7 @@ export function createGenerators(context: GeneratorContext): Map<string, Generat
     new WaitGenerator(context),
     new KoGenerator(context, client),
     new ApkoGenerator(context),
+    new KanikoGenerator(withBuilds, client, createBuildExecutor(context), builds, git),
     new VizHost(new RegistryImageSource(client), context.config.domain),
   ];
   return new Map(generators.map((g) => [g.service, g]));

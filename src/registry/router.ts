@@ -92,7 +92,7 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
     let manifest: StoredManifest | undefined;
     if (ref.tag !== undefined) {
       const started = performance.now();
-      const descriptor = await generator.manifest({ repository: target.repository, tag: ref.tag, accept, log });
+      const descriptor = await generator.manifest({ repository: target.repository, tag: ref.tag, accept, log, baseUrl: `${req.protocol}://${req.get('host') ?? 'localhost'}` });
       options.onGeneration?.(generator.service, (performance.now() - started) / 1000);
       manifest = await store.getManifest(descriptor.digest);
       if (!manifest) throw new Error(`${generator.service} returned ${descriptor.digest}, which is not in the store`);

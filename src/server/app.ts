@@ -10,6 +10,8 @@ import { indexLandingPage, serviceLandingPage } from './landing.js';
 import { requestLogger } from './logging.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { vizRouter } from '../viz/router.js';
+import type { BuildFacility } from '../builds/facility.js';
+import { buildLogRouter } from '../builds/log-route.js';
 
 export interface AppDependencies {
   config: Config;
@@ -20,10 +22,12 @@ export interface AppDependencies {
   metrics?: Metrics;
   /** `POST /_tasks/:name`, when tasks arrive over HTTP (Cloud Tasks); the embedded queue needs none. */
   taskEndpoint?: RequestHandler;
+  /** Serves each build's log at `/_builds/<id>/log`. */
+  builds?: BuildFacility;
 }
 
 /** The Express app: request log, health, landing pages, the registry API, error bodies. */
-export function createApp({ config, store, generators, log, metrics = createMetrics(), taskEndpoint }: AppDependencies): Express {
+export function createApp({ config, store, generators, log, metrics = createMetrics(), taskEndpoint, builds }: AppDependencies): Express {
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
@@ -37,6 +41,7 @@ export function createApp({ config, store, generators, log, metrics = createMetr
     res.type('text/plain').send('ok\n');
   });
   app.get('/metrics', metrics.handler);
+  if (builds) app.use(buildLogRouter(builds));
 
   // Before the registry: viz's page and API, and its refusal of registry requests.
   app.use(vizRouter({ generators, domain: config.domain }));

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ContentStore } from '../content/store.js';
 import { createGenerators } from '../generators/index.js';
+import { createBuildFacility } from '../builds/index.js';
 import { createBackend } from '../storage/index.js';
 import { createApp } from './app.js';
 import { createMetrics } from './metrics.js';
@@ -37,9 +38,10 @@ export async function startServer(
     onCacheLookup: metrics.countCacheLookup,
   });
   const tasks = await createTaskQueue(config, backend, log);
-  const generators = createGenerators({ store, config, log, tasks });
+  const builds = createBuildFacility({ store, config, log, tasks });
+  const generators = createGenerators({ store, config, log, tasks, builds });
   const taskEndpoint = await createTaskEndpoint(config, tasks, log, dependencies.tasks);
-  const app = createApp({ config, store, generators, log, metrics, taskEndpoint });
+  const app = createApp({ config, store, generators, log, metrics, taskEndpoint, builds });
   const server = createServer(app);
   // Generating a large image can take a while before the first byte: no socket timeout.
   server.requestTimeout = 0;

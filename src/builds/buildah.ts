@@ -1,0 +1,127 @@
+/**
+ * The local executor: Debian's buildah, `bud --isolation chroot --storage-driver vfs`
+ * (no daemon, no overlay mounts, works inside a container), gzip layers (`-D=false`),
+ * written as an OCI layout that is then read into the store. Each build has its own
+ * buildah storage under the work directory, removed afterwards, so nothing accumulates.
+ *
+ * This runs the Dockerfile's RUN steps on this machine as the server's user (root, in
+ * the image) with the host's network: chroot isolation is not a security boundary.
+ * KONTAIN_BUILD_ALLOW decides whose code runs at all.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { ContentStore } from '../content/store.js';
+import { splitHostPort } from '../remote/address-safety.js';
+import { runProcess } from '../util/run-process.js';
+import { directoryBytes } from '../git/source.js';
+import { BuildFailed, BuildOutputRefused, BuildTimedOut, ExecutorUnavailable, stepOf, type BuildExecutor, type BuildRequest } from './executor.js';
+import type { Descriptor } from '../oci/types.js';
+import { importOciLayout } from './oci-layout.js';
+
+export interface BuildahOptions {
+  store: ContentStore;
+  /** The buildah command. */
+  buildah: string;
+  /** Builds' working directories live here. */
+  workDir: string;
+  /** docker config.json with registry credentials for FROM images. */
+  authFile?: string;
+  /** Disk the build's working directory may use (buildah's storage holds every layer unpacked). */
+  maxDiskBytes: number;
+}
+
+const DISK_POLL_MS = 2000;
+
+export class BuildahExecutor implements BuildExecutor {
+  readonly kind = 'buildah';
+
+  constructor(private readonly options: BuildahOptions) {}
+
+  async build(request: BuildRequest): Promise<Descriptor> {
+    await mkdir(this.options.workDir, { recursive: true });
+    const work = await mkdtemp(path.join(this.options.workDir, `${request.id.slice(0, 16)}-`));
+    try {
+      const dockerfile = path.join(work, 'Dockerfile');
+      const policy = path.join(work, 'policy.json');
+      const registries = path.join(work, 'registries.conf');
+      const layout = path.join(work, 'image');
+      await mkdir(path.join(work, 'tmp'));
+      await writeFile(dockerfile, request.recipe.dockerfile);
+      // The FROM images are pinned by digest and were checked by kontain's own client;
+      // signatures are not part of the contract.
+      await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
+      await writeFile(registries, registriesConf(request.insecureRegistries));
+      const args = [
+        '--root', path.join(work, 'storage'),
+        '--runroot', path.join(work, 'run'),
+        '--storage-driver', 'vfs',
+        'bud',
+        '--isolation', 'chroot',
+        '-D=false',
+        '--layers=false',
+        '--pull=always',
+        '--signature-policy', policy,
+        ...(this.options.authFile ? ['--authfile', this.options.authFile] : []),
+        ...(request.recipe.timestamp !== undefined ? ['--timestamp', String(request.recipe.timestamp)] : []),
+        '-f', dockerfile,
+        '-t', `oci:${layout}:latest`,
+        request.contextDir,
+      ];
+      let tooLarge = false;
+      const controller = new AbortController();
+      const onAbort = () => controller.abort();
+      request.signal?.addEventListener('abort', onAbort, { once: true });
+      const watch = setInterval(() => {
+        directoryBytes(work).then((bytes) => {
+          if (bytes > this.options.maxDiskBytes) {
+            tooLarge = true;
+            controller.abort();
+          }
+        }, () => undefined);
+      }, DISK_POLL_MS);
+      let outcome;
+      try {
+        outcome = await runProcess(this.options.buildah, args, {
+          cwd: work,
+          env: {
+            PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+            HOME: work,
+            TMPDIR: path.join(work, 'tmp'),
+            CONTAINERS_REGISTRIES_CONF: registries,
+            BUILDAH_FORMAT: 'oci',
+          },
+          timeoutMs: request.timeoutMs,
+          signal: controller.signal,
+          onLine: (line) => {
+            request.onLine(line);
+            const step = stepOf(line);
+            if (step) request.onProgress?.(step);
+          },
+        });
+      } catch (err) {
+        throw new ExecutorUnavailable(`this server cannot run buildah (\`${this.options.buildah}\`; install Debian's buildah or set KONTAIN_BUILDAH): ${(err as Error).message}`);
+      } finally {
+        clearInterval(watch);
+        request.signal?.removeEventListener('abort', onAbort);
+      }
+      if (tooLarge) throw new BuildOutputRefused(`the build used more than ${this.options.maxDiskBytes} bytes of disk and was stopped (KONTAIN_BUILD_MAX_OUTPUT_BYTES)`);
+      if (outcome.timedOut) throw new BuildTimedOut(`the build took longer than ${Math.round(request.timeoutMs / 1000)} s and was stopped (KONTAIN_BUILD_TIMEOUT)`);
+      if (outcome.aborted) throw new BuildFailed('the build was stopped');
+      if (outcome.code !== 0) throw new BuildFailed(`buildah bud failed (${outcome.signal ?? `exit ${outcome.code}`})`);
+      return await importOciLayout(this.options.store, layout, request.maxOutputBytes);
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+}
+
+/** containers-registries.conf(5): only the allowlisted registries over plain HTTP; no short names. */
+function registriesConf(insecure: readonly string[]): string {
+  const lines = ['unqualified-search-registries = ["docker.io"]', 'short-name-mode = "disabled"', ''];
+  for (const entry of insecure) {
+    const { hostname, port } = splitHostPort(entry);
+    const location = `${hostname.includes(':') ? `[${hostname}]` : hostname}${port ? `:${port}` : ''}`;
+    lines.push('[[registry]]', `location = ${JSON.stringify(location)}`, 'insecure = true', '');
+  }
+  return lines.join('\n');
+}

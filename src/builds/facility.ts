@@ -1,0 +1,308 @@
+/**
+ * Slow work answered while it runs: one facility of the core for every host whose images
+ * take a while to make (kaniko builds, ko builds, apko, wait).
+ *
+ * A pull asks `obtain(job)`. The first pull of a job writes an attempt record
+ * (create-if-absent: concurrent pulls, on any instance, start one attempt) and enqueues a
+ * `build` task; the task runs the job's registered runner wherever it is delivered (the
+ * embedded queue in this process, or Cloud Tasks calling back). Every pull then holds for
+ * at most KONTAIN_BUILD_HOLD: an image made in time is served, otherwise the answer is
+ * 404 MANIFEST_UNKNOWN "building <label> (step 3/7), pull again" with Retry-After, and
+ * the work goes on. Containerd gives up after 30 s without response headers, so a build
+ * never holds a request longer than that.
+ *
+ * A failed attempt is remembered (error, last log lines) for KONTAIN_BUILD_FAILURE_TTL
+ * and answered without rebuilding. Each attempt's log is readable at
+ * `/_builds/<id>/log` on any host, while it runs and after.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { BuildRecords, type BuildRecord } from '../content/build-records.js';
+import type { ContentStore } from '../content/store.js';
+import type { Descriptor } from '../oci/types.js';
+import { RegistryError, type ErrorCodeName } from '../registry/errors.js';
+import type { JsonValue, TaskQueue } from '../tasks/queue.js';
+import { BuildLog } from './build-log.js';
+
+/** One piece of slow work, named by everything that decides its result. */
+export interface SlowJob {
+  /** The runner registered for it (`kaniko`, `ko`, …). */
+  kind: string;
+  /** Pointer namespace and key the result is cached under (see ContentStore.cached). */
+  service: string;
+  key: string;
+  /** What a person calls it: `owner/repo@abc1234`. */
+  label: string;
+  /** Enough for the runner to do the work on any instance. */
+  payload: JsonValue;
+}
+
+export interface JobContext {
+  /** The attempt's log: each line of the builder's output. */
+  line(text: string): void;
+  /** Where the work is ("step 3/7"); shown to pulls that find it running. */
+  progress(text: string): void;
+  log: Logger;
+}
+
+/** Does the work; throws RegistryError for failures a client should see as they are. */
+export type JobRunner = (payload: unknown, context: JobContext) => Promise<Descriptor>;
+
+export interface ObtainOptions {
+  /** The request's own `scheme://host`, for the log URL in messages. */
+  baseUrl?: string;
+  /** Rebuild even though the key has an image (its inputs were found to have moved). */
+  replace?: boolean;
+  log: Logger;
+}
+
+export interface BuildFacilityOptions {
+  store: ContentStore;
+  tasks?: TaskQueue;
+  holdMs: number;
+  failureTtlMs: number;
+  /** An attempt running longer than this was lost (its instance died): the next pull starts another. */
+  staleAfterMs: number;
+  log: Logger;
+}
+
+const TASK = 'build';
+/** Retry-After of a "still building" answer, in seconds. */
+const RETRY_AFTER_SECONDS = 5;
+/** Failures of the service rather than the job (5xx) are remembered only briefly. */
+const TRANSIENT_FAILURE_TTL_MS = 30_000;
+const POLL_MS = 250;
+/** Lines of the log quoted in a failure's message. */
+const TAIL_LINES = 15;
+
+interface TaskPayload {
+  id: string;
+  attempt: string;
+  kind: string;
+  service: string;
+  key: string;
+  label: string;
+  payload: JsonValue;
+}
+
+export class BuildFacility {
+  private readonly runners = new Map<string, JobRunner>();
+  private readonly records: BuildRecords;
+  /** Attempts running in this process, by id. */
+  private readonly running = new Map<string, { attempt: string; done: Promise<Descriptor>; log: BuildLog; progress?: string }>();
+
+  constructor(private readonly options: BuildFacilityOptions) {
+    this.records = new BuildRecords(options.store.backend);
+    options.tasks?.handle(TASK, (payload) => this.runTask(payload));
+  }
+
+  register(kind: string, runner: JobRunner): void {
+    if (this.runners.has(kind)) throw new Error(`slow work ${kind} already has a runner`);
+    this.runners.set(kind, runner);
+  }
+
+  /** The id of a job: names its records, its task and its log URL. */
+  static idOf(job: Pick<SlowJob, 'service' | 'key'>): string {
+    return createHash('sha256').update(`${job.service}\0${job.key}`).digest('hex').slice(0, 32);
+  }
+
+  static logPath(id: string): string {
+    return `/_builds/${id}/log`;
+  }
+
+  /**
+   * The job's image: cached, made within the hold, or an answer saying it is being made
+   * (or why it failed). Starts the work when nothing is running for it.
+   */
+  async obtain(job: SlowJob, options: ObtainOptions): Promise<Descriptor> {
+    const id = BuildFacility.idOf(job);
+    const deadline = Date.now() + this.options.holdMs;
+    const logUrl = `${options.baseUrl ?? ''}${BuildFacility.logPath(id)}`;
+    // Bounded: each round either answers, or found the attempt gone (replaced) and looks again.
+    for (let round = 0; round < 3; round++) {
+      if (!options.replace || round > 0) {
+        const done = await this.cachedImage(job);
+        if (done) return done;
+      }
+      let record = await this.records.get(id);
+      const now = Date.now();
+      if (record && this.isOver(record, now)) {
+        await this.records.deleteIf(id, record.attempt);
+        record = undefined;
+      }
+      if (record?.state === 'failed') throw failure(job, record, logUrl);
+      if (!record) {
+        record = await this.start(id, job, options.log);
+        if (!record) continue; // another pull started one first: join it
+      }
+      const outcome = await this.hold(id, job, record, deadline, logUrl);
+      if (outcome) return outcome;
+    }
+    throw new RegistryError('UNAVAILABLE', `${job.label} is being started by several pulls at once; pull again`, { headers: { 'Retry-After': '1' } });
+  }
+
+  /** The log of an attempt: live while it runs here, else the stored one. */
+  async logText(id: string): Promise<string | undefined> {
+    const live = this.running.get(id);
+    if (live) return live.log.text();
+    return this.records.log(id);
+  }
+
+  private async cachedImage(job: SlowJob, since?: string): Promise<Descriptor | undefined> {
+    const pointer = await this.options.store.getPointer(job.service, job.key);
+    if (!pointer || (since && pointer.created < since)) return undefined;
+    return (await this.options.store.getManifest(pointer.descriptor.digest)) ? pointer.descriptor : undefined;
+  }
+
+  /** A running attempt past its time, or a failure remembered long enough. */
+  private isOver(record: BuildRecord, now: number): boolean {
+    if (record.state === 'running') return now - Date.parse(record.started) > this.options.staleAfterMs;
+    const ttl = (record.error?.status ?? 0) >= 500 ? Math.min(TRANSIENT_FAILURE_TTL_MS, this.options.failureTtlMs) : this.options.failureTtlMs;
+    return now - Date.parse(record.finished ?? record.started) > ttl;
+  }
+
+  /** Writes the attempt record and hands the work to the queue; undefined if another pull got there first. */
+  private async start(id: string, job: SlowJob, log: Logger): Promise<BuildRecord | undefined> {
+    if (!this.runners.has(job.kind)) throw new Error(`no runner for slow work ${job.kind}`);
+    const record: BuildRecord = { state: 'running', attempt: randomUUID(), label: job.label, started: new Date().toISOString() };
+    if (!(await this.records.create(id, record))) return undefined;
+    const payload: TaskPayload = { id, attempt: record.attempt, kind: job.kind, service: job.service, key: job.key, label: job.label, payload: job.payload };
+    log.info({ build: id, label: job.label, kind: job.kind }, 'build started');
+    if (!this.options.tasks) {
+      // No queue (a server built without one): the work runs here.
+      void this.runTask(payload);
+      return record;
+    }
+    try {
+      await this.options.tasks.enqueue(TASK, { ...payload }, 0, { dedupeKey: `${id}@${record.attempt}` });
+    } catch (err) {
+      // No task, no attempt: the next pull starts over.
+      await this.records.deleteIf(id, record.attempt).catch(() => undefined);
+      throw err;
+    }
+    return record;
+  }
+
+  /**
+   * Waits until the deadline for the attempt's outcome: its image, its failure, or (past
+   * the deadline) the "still building" answer. Undefined when the attempt vanished.
+   */
+  private async hold(id: string, job: SlowJob, record: BuildRecord, deadline: number, logUrl: string): Promise<Descriptor | undefined> {
+    for (;;) {
+      const remaining = deadline - Date.now();
+      const local = this.running.get(id);
+      if (local && local.attempt === record.attempt) {
+        if (!(await settlesWithin(local.done, remaining))) break;
+      } else {
+        if (remaining <= 0) break;
+        await sleep(Math.min(POLL_MS, remaining));
+      }
+      const image = await this.cachedImage(job, record.started);
+      if (image) return image;
+      const current = await this.records.get(id);
+      if (!current || current.attempt !== record.attempt) return undefined;
+      if (current.state === 'failed') throw failure(job, current, logUrl);
+    }
+    const progress = this.running.get(id)?.progress ?? (await this.records.progress(id));
+    const detail = { build: id, log: logUrl, ...(progress ? { progress } : {}), retryAfterSeconds: RETRY_AFTER_SECONDS };
+    throw new RegistryError('MANIFEST_UNKNOWN', `building ${job.label}${progress ? ` (${progress})` : ''}, pull again in a few seconds; log: ${logUrl}`, {
+      headers: { 'Retry-After': String(RETRY_AFTER_SECONDS) },
+      detail,
+    });
+  }
+
+  /** The `build` task: runs one attempt, once, and records its outcome. A failure is final, not retried. */
+  private async runTask(raw: unknown): Promise<void> {
+    const task = parsePayload(raw);
+    const here = this.running.get(task.id);
+    if (here) {
+      await here.done.catch(() => undefined);
+      return;
+    }
+    const record = await this.records.get(task.id);
+    if (!record || record.attempt !== task.attempt || record.state !== 'running') {
+      this.options.log.info({ build: task.id, label: task.label }, 'build task no longer has its attempt; nothing to do');
+      return;
+    }
+    const runner = this.runners.get(task.kind);
+    const log = this.options.log.child({ build: task.id, label: task.label });
+    const buildLog = new BuildLog();
+    const entry: { attempt: string; done: Promise<Descriptor>; log: BuildLog; progress?: string } = { attempt: task.attempt, done: undefined as never, log: buildLog };
+    const context: JobContext = {
+      line: (text) => buildLog.add(text),
+      progress: (text) => {
+        entry.progress = text;
+        void this.records.setProgress(task.id, text).catch(() => undefined);
+      },
+      log,
+    };
+    const started = Date.now();
+    entry.done = (async () => {
+      if (!runner) throw new Error(`no runner for slow work ${task.kind} in this process`);
+      return runner(task.payload, context);
+    })();
+    this.running.set(task.id, entry);
+    try {
+      const descriptor = await entry.done;
+      await this.options.store.setPointer(task.service, task.key, descriptor);
+      buildLog.add(`kontain: built ${descriptor.digest} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      await this.records.setLog(task.id, buildLog.text());
+      await this.records.deleteIf(task.id, task.attempt);
+      log.info({ digest: descriptor.digest, ms: Date.now() - started }, 'build done');
+    } catch (err) {
+      const error = asRegistryError(err);
+      if (!(err instanceof RegistryError)) log.error({ err }, 'build failed unexpectedly');
+      else log.info({ code: error.code, message: error.message }, 'build failed');
+      buildLog.add(`kontain: failed: ${error.message}`);
+      await this.records.setLog(task.id, buildLog.text()).catch(() => undefined);
+      await this.records.replace(task.id, {
+        ...record,
+        state: 'failed',
+        finished: new Date().toISOString(),
+        error: { code: error.code, status: error.status, message: error.message },
+        logTail: buildLog.tail(TAIL_LINES),
+      });
+    } finally {
+      this.running.delete(task.id);
+    }
+  }
+}
+
+function failure(job: SlowJob, record: BuildRecord, logUrl: string): RegistryError {
+  const error = record.error ?? { code: 'UNKNOWN', status: 500, message: 'failed' };
+  const tail = record.logTail?.length ? `\nlast lines of the log:\n${record.logTail.join('\n')}` : '';
+  return new RegistryError(error.code as ErrorCodeName, `build of ${job.label} failed: ${error.message}${tail}\nlog: ${logUrl}`, {
+    status: error.status,
+    detail: { build: BuildFacility.idOf(job), log: logUrl, finished: record.finished },
+  });
+}
+
+function asRegistryError(err: unknown): RegistryError {
+  if (err instanceof RegistryError) return err;
+  return new RegistryError('UNKNOWN', 'internal error while building; the server log has the details');
+}
+
+function parsePayload(raw: unknown): TaskPayload {
+  const p = raw as Partial<TaskPayload> | null;
+  const strings = ['id', 'attempt', 'kind', 'service', 'key', 'label'] as const;
+  if (!p || strings.some((field) => typeof p[field] !== 'string') || !/^[0-9a-f]{32}$/.test(p.id!)) {
+    throw new Error(`not a build task payload: ${JSON.stringify(raw)?.slice(0, 200)}`);
+  }
+  return p as TaskPayload;
+}
+
+/** Whether the promise settles (either way) within `ms`. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  if (ms <= 0) return false;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

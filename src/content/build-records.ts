@@ -1,0 +1,94 @@
+/**
+ * What the store remembers about builds (the slow-work facility, src/builds/facility.ts):
+ *
+ *   builds/<id>.json       the attempt under way, or the failure being remembered
+ *   builds/<id>.progress   the step it is at ("step 3/7"), replaced as it moves
+ *   builds/<id>.log        the log of the last attempt that finished (bounded)
+ *   builds/sources/<key>.json  what a host read from an immutable source (a commit's
+ *                          Dockerfile), so a pull of a built commit fetches nothing
+ *
+ * Garbage collection leaves these prefixes alone; an attempt record is replaced when it
+ * is stale or its failure has been remembered long enough.
+ */
+import { Readable } from 'node:stream';
+import { readObject, type StorageBackend } from '../storage/backend.js';
+
+export interface BuildRecord {
+  state: 'running' | 'failed';
+  /** One attempt at the work: tasks carry it, so a stale delivery does nothing. */
+  attempt: string;
+  /** `owner/repo@abc1234`, for messages. */
+  label: string;
+  started: string;
+  finished?: string;
+  /** A failure: the error a client is answered with, and the log's last lines. */
+  error?: { code: string; status: number; message: string };
+  logTail?: string[];
+}
+
+const PREFIX = 'builds/';
+
+export class BuildRecords {
+  constructor(private readonly backend: StorageBackend) {}
+
+  async get(id: string): Promise<BuildRecord | undefined> {
+    const bytes = await readObject(this.backend, `${PREFIX}${id}.json`);
+    if (!bytes) return undefined;
+    try {
+      return JSON.parse(bytes.toString('utf8')) as BuildRecord;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Writes the record only if there is none: the one caller that succeeds owns the attempt. */
+  create(id: string, record: BuildRecord): Promise<boolean> {
+    return this.backend.createIfAbsent(`${PREFIX}${id}.json`, json(record), { contentType: 'application/json' });
+  }
+
+  /** Replaces a record this process owns (the attempt's end). */
+  async replace(id: string, record: BuildRecord | undefined): Promise<void> {
+    await this.backend.delete(`${PREFIX}${id}.json`);
+    if (record) await this.create(id, record);
+  }
+
+  /** Deletes the record only if it is still the one read (another attempt may have replaced it). */
+  async deleteIf(id: string, attempt: string): Promise<void> {
+    const current = await this.get(id);
+    if (current?.attempt === attempt) await this.backend.delete(`${PREFIX}${id}.json`);
+  }
+
+  async setProgress(id: string, progress: string): Promise<void> {
+    const name = `${PREFIX}${id}.progress`;
+    await this.backend.delete(name);
+    await this.backend.createIfAbsent(name, Readable.from([Buffer.from(progress)]), { contentType: 'text/plain' });
+  }
+
+  async progress(id: string): Promise<string | undefined> {
+    return (await readObject(this.backend, `${PREFIX}${id}.progress`))?.toString('utf8');
+  }
+
+  async setLog(id: string, text: string): Promise<void> {
+    const name = `${PREFIX}${id}.log`;
+    await this.backend.delete(name);
+    await this.backend.createIfAbsent(name, Readable.from([Buffer.from(text)]), { contentType: 'text/plain; charset=utf-8' });
+  }
+
+  async log(id: string): Promise<string | undefined> {
+    return (await readObject(this.backend, `${PREFIX}${id}.log`))?.toString('utf8');
+  }
+
+  async source<T>(key: string): Promise<T | undefined> {
+    const bytes = await readObject(this.backend, `${PREFIX}sources/${key}.json`);
+    return bytes ? (JSON.parse(bytes.toString('utf8')) as T) : undefined;
+  }
+
+  /** Sources are immutable (named by commit): the first write stays. */
+  async setSource(key: string, value: unknown): Promise<void> {
+    await this.backend.createIfAbsent(`${PREFIX}sources/${key}.json`, json(value), { contentType: 'application/json' });
+  }
+}
+
+function json(value: unknown): Readable {
+  return Readable.from([Buffer.from(JSON.stringify(value))]);
+}

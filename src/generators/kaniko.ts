@@ -1,0 +1,236 @@
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { BuildRecords } from '../content/build-records.js';
+import type { Config } from '../config.js';
+import { BuildFailed, BuildOutputRefused, BuildTimedOut, ExecutorUnavailable, type BuildExecutor } from '../builds/executor.js';
+import type { BuildFacility, JobContext } from '../builds/facility.js';
+import { GitSource, GitSourceNotFound, GitSourceRefused, GitSourceUnavailable } from '../git/source.js';
+import { DockerfileInvalid, parseDockerfile } from '../kaniko/dockerfile.js';
+import { isAllowedRepository } from '../builds/allow.js';
+import type { Descriptor } from '../oci/types.js';
+import { RegistryError } from '../registry/errors.js';
+import type { RegistryClient } from '../remote/client.js';
+import { formatReference, InvalidReferenceError, parseReference } from '../remote/reference.js';
+import { Semaphore } from '../util/semaphore.js';
+import type { Generator, GeneratorContext, TagRequest } from './generator.js';
+import { upstreamFailure } from './upstream.js';
+
+const SERVICE = 'kaniko';
+const MAX_DOCKERFILE_BYTES = 256 * 1024;
+/** A checked-out source not claimed by a build within this long is removed. */
+const PREPARED_TTL_MS = 60_000;
+
+/** What a commit's directory holds for a build, remembered per commit (it never changes). */
+interface SourceInfo {
+  /** The Dockerfile's text, or null when the directory has none. */
+  dockerfile: string | null;
+  commitTime: number;
+}
+
+/** The work a build task carries: everything needed to build on any instance. */
+interface KanikoPayload {
+  owner: string;
+  repo: string;
+  dir: string;
+  commit: string;
+  /** The Dockerfile with its images pinned by digest. */
+  dockerfile: string;
+  commitTime: number;
+  sourceKey: string;
+}
+
+/**
+ * `kaniko`: `kaniko/<owner>/<repo>[/<dir>...]:<rev>` is the image that `<dir>/Dockerfile`
+ * of the git repository `<KONTAIN_GIT_BASE>/<owner>/<repo>` builds at that revision (a
+ * branch, a tag, a full or abbreviated commit; `latest` is the default branch). The
+ * revision is resolved with `git ls-remote` on every pull and the Dockerfile's images
+ * are resolved to digests; the image is cached by commit, directory, those digests and
+ * the builder, so a pull rebuilds only when one of them moved. Builds go through the
+ * build executor (buildah here, Cloud Build in production) and the slow-work facility
+ * (a long build answers "building …, pull again"). Only repositories matching
+ * KONTAIN_BUILD_ALLOW are built.
+ */
+export class KanikoGenerator implements Generator {
+  readonly service = SERVICE;
+  readonly summary = 'The image a git repository\'s Dockerfile builds at a branch, tag or commit (kaniko/OWNER/REPO[/DIR]:REV), rebuilt when the commit or a base image moves.';
+  readonly examples = ['kaniko/owner/repo:main', 'kaniko/owner/repo/subdir:v1.2.3'];
+  private readonly config: Config;
+  private readonly records: BuildRecords;
+  private readonly slots: Semaphore;
+  /** Sources checked out while answering a pull, handed to the build that follows here. */
+  private readonly prepared = new Map<string, { dir: string; timer: NodeJS.Timeout }>();
+
+  constructor(
+    context: GeneratorContext,
+    private readonly client: RegistryClient,
+    private readonly executor: BuildExecutor,
+    private readonly facility: BuildFacility,
+    private readonly git: GitSource,
+  ) {
+    this.config = context.config;
+    this.records = new BuildRecords(context.store.backend);
+    this.slots = new Semaphore(context.config.builds.maxConcurrent);
+    facility.register(SERVICE, (payload, jobContext) => this.build(payload as KanikoPayload, jobContext));
+  }
+
+  async manifest(request: TagRequest): Promise<Descriptor> {
+    const [owner, repo, ...dirParts] = request.repository.split('/');
+    if (!owner || !repo) throw new RegistryError('NAME_INVALID', `kaniko/${request.repository}: name a git repository as kaniko/OWNER/REPO[/DIR]:REVISION`);
+    const dir = dirParts.join('/');
+    const name = `${owner}/${repo}`;
+    if (!isAllowedRepository(this.config.builds.allow, name)) {
+      throw new RegistryError('DENIED', `${name} may not be built here: builds run the repository's own code, and this server builds only repositories listed in KONTAIN_BUILD_ALLOW (${this.config.builds.allow.join(', ') || 'none'})`);
+    }
+    try {
+      const { commit } = await this.git.resolve(owner, repo, request.tag);
+      const sourceKey = hash(`${this.config.builds.gitBase}\n${name}\n${commit}\n${dir}`);
+      const source = await this.sourceInfo(owner, repo, commit, dir, sourceKey);
+      const where = `${name}${dir ? `/${dir}` : ''}@${commit.slice(0, 7)}`;
+      if (source.dockerfile === null) throw new RegistryError('MANIFEST_UNKNOWN', `${where} has no Dockerfile${dir ? ` in ${dir}` : ''}`);
+      const dockerfile = await this.pinImages(source.dockerfile, where);
+      // Everything that decides the image's bytes: the source, the pinned bases, the builder.
+      const key = hash(JSON.stringify({ v: 1, sourceKey, dockerfile: hash(dockerfile), executor: this.executor.kind }));
+      const payload: KanikoPayload = { owner, repo, dir, commit, dockerfile, commitTime: source.commitTime, sourceKey };
+      return await this.facility.obtain({ kind: SERVICE, service: SERVICE, key, label: where, payload: { ...payload } }, { baseUrl: request.baseUrl, log: request.log });
+    } catch (err) {
+      throw kanikoFailure(err) ?? err;
+    }
+  }
+
+  /** The commit's Dockerfile, read once per commit and directory (a fetch the first time). */
+  private async sourceInfo(owner: string, repo: string, commit: string, dir: string, sourceKey: string): Promise<SourceInfo> {
+    const known = await this.records.source<SourceInfo>(sourceKey);
+    if (known) return known;
+    const checkout = await this.checkout(owner, repo, commit, dir);
+    let info: SourceInfo;
+    try {
+      info = { dockerfile: await readDockerfile(checkout.dir), commitTime: checkout.commitTime };
+    } catch (err) {
+      await rm(checkout.dir, { recursive: true, force: true });
+      throw err;
+    }
+    await this.records.setSource(sourceKey, info);
+    this.keepPrepared(sourceKey, checkout.dir);
+    return info;
+  }
+
+  private async checkout(owner: string, repo: string, commit: string, dir: string): Promise<{ dir: string; commitTime: number }> {
+    await mkdir(this.config.builds.workDir, { recursive: true });
+    const target = await mkdtemp(path.join(this.config.builds.workDir, 'src-'));
+    try {
+      const { commitTime } = await this.git.checkout(owner, repo, commit, dir, target);
+      return { dir: target, commitTime };
+    } catch (err) {
+      await rm(target, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  private keepPrepared(sourceKey: string, dir: string): void {
+    const previous = this.prepared.get(sourceKey);
+    if (previous) this.dropPrepared(sourceKey);
+    const timer = setTimeout(() => this.dropPrepared(sourceKey), PREPARED_TTL_MS);
+    timer.unref();
+    this.prepared.set(sourceKey, { dir, timer });
+  }
+
+  private dropPrepared(sourceKey: string): void {
+    const entry = this.prepared.get(sourceKey);
+    if (!entry) return;
+    this.prepared.delete(sourceKey);
+    clearTimeout(entry.timer);
+    void rm(entry.dir, { recursive: true, force: true });
+  }
+
+  /** The Dockerfile with every image it pulls resolved (address policy, credentials) and pinned by digest. */
+  private async pinImages(dockerfile: string, where: string): Promise<string> {
+    let parsed;
+    try {
+      parsed = parseDockerfile(dockerfile);
+    } catch (err) {
+      if (err instanceof DockerfileInvalid) throw new RegistryError('MANIFEST_UNKNOWN', `${where}: ${err.message}`, { status: 422 });
+      throw err;
+    }
+    const pins = new Map<string, string>();
+    for (const image of parsed.images) {
+      let ref;
+      try {
+        ref = parseReference(image);
+      } catch (err) {
+        if (err instanceof InvalidReferenceError) throw new RegistryError('MANIFEST_UNKNOWN', `${where}: the Dockerfile's image ${image}: ${err.message}`, { status: 422 });
+        throw err;
+      }
+      const digest = ref.digest ?? (await this.client.resolve(ref)).digest;
+      pins.set(image, formatReference({ ...ref, tag: undefined, digest }));
+    }
+    return parsed.pinned((image) => pins.get(image)!);
+  }
+
+  /** The build task's work: the source (checked out here before, or fetched now), then the executor. */
+  private async build(payload: KanikoPayload, context: JobContext): Promise<Descriptor> {
+    return this.slots.run(async () => {
+      const builds = this.config.builds;
+      let contextDir: string;
+      const prepared = this.prepared.get(payload.sourceKey);
+      if (prepared) {
+        this.prepared.delete(payload.sourceKey);
+        clearTimeout(prepared.timer);
+        contextDir = prepared.dir;
+      } else {
+        context.line(`kontain: fetching ${payload.owner}/${payload.repo} at ${payload.commit}`);
+        contextDir = (await this.checkout(payload.owner, payload.repo, payload.commit, payload.dir).catch((err) => {
+          throw kanikoFailure(err) ?? err;
+        })).dir;
+      }
+      try {
+        context.line(`kontain: building ${payload.owner}/${payload.repo}${payload.dir ? `/${payload.dir}` : ''} at ${payload.commit} with ${this.executor.kind}`);
+        return await this.executor.build({
+          id: buildIdOf(payload),
+          contextDir,
+          recipe: { kind: 'dockerfile', dockerfile: payload.dockerfile, timestamp: payload.commitTime || undefined },
+          insecureRegistries: this.config.insecureRegistries,
+          timeoutMs: builds.timeoutSeconds * 1000,
+          maxOutputBytes: builds.maxOutputBytes,
+          onLine: context.line,
+          onProgress: context.progress,
+        });
+      } catch (err) {
+        throw kanikoFailure(err) ?? err;
+      } finally {
+        await rm(contextDir, { recursive: true, force: true });
+      }
+    });
+  }
+}
+
+function buildIdOf(payload: KanikoPayload): string {
+  return `kaniko-${payload.sourceKey.slice(0, 12)}-${hash(payload.dockerfile).slice(0, 8)}`;
+}
+
+async function readDockerfile(dir: string): Promise<string | null> {
+  const file = path.join(dir, 'Dockerfile');
+  const info = await stat(file).catch(() => undefined);
+  if (!info?.isFile()) return null;
+  if (info.size > MAX_DOCKERFILE_BYTES) throw new RegistryError('MANIFEST_UNKNOWN', `the Dockerfile is larger than ${MAX_DOCKERFILE_BYTES} bytes`, { status: 422 });
+  return readFile(file, 'utf8');
+}
+
+function hash(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** The registry answer for a failure of the source, the build or a base image; undefined for the unexpected. */
+function kanikoFailure(err: unknown): RegistryError | undefined {
+  if (err instanceof RegistryError) return err;
+  if (err instanceof GitSourceNotFound) return new RegistryError('MANIFEST_UNKNOWN', err.message);
+  if (err instanceof GitSourceRefused) return new RegistryError('DENIED', err.message);
+  if (err instanceof GitSourceUnavailable) return new RegistryError('UNAVAILABLE', err.message, { status: 502 });
+  // The build ran and failed, or broke a bound: the repository's to fix, so remembered.
+  if (err instanceof BuildFailed || err instanceof BuildTimedOut || err instanceof BuildOutputRefused) {
+    return new RegistryError('MANIFEST_UNKNOWN', err.message, { status: 422 });
+  }
+  if (err instanceof ExecutorUnavailable) return new RegistryError('UNAVAILABLE', err.message, { status: 503 });
+  return upstreamFailure(err);
+}

@@ -1,0 +1,168 @@
+/**
+ * The kaniko host end to end with real parts: repositories served by a loopback
+ * `git daemon`, a busybox-static base image in a loopback `docker-registry`, builds by
+ * Debian's buildah, pulls by skopeo, unpacking by umoci.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startKontain, type TestServer } from './support/kontain.js';
+import { startUpstreamRegistry, type UpstreamRegistry } from './support/upstream-registry.js';
+import { startGitServer, type GitServer } from './support/git-server.js';
+import { pushBusyboxBase } from './support/busybox-image.js';
+import { registryError, request, type HttpResult } from './support/http.js';
+import { skopeoCopy, umociUnpack } from './support/tools.js';
+import { OciLayout } from './support/oci-layout.js';
+import type { ImageConfig } from '../src/oci/types.js';
+
+const ACCEPT = { Accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json' };
+let registry: UpstreamRegistry;
+let git: GitServer;
+let server: TestServer;
+let work: string;
+let base: string;
+let firstCommit: string;
+
+const DOCKERFILE = (from: string) => `# a comment
+FROM ${from}
+ENV GREETING=hello
+WORKDIR /app
+COPY files/ ./files/
+RUN echo "built $GREETING" > /app/built.txt && \\
+    ls /app/files > /app/listing.txt
+ENTRYPOINT ["/bin/sh", "-c", "cat /app/built.txt"]
+`;
+
+before(async () => {
+  registry = await startUpstreamRegistry();
+  git = await startGitServer();
+  work = await mkdtemp(path.join(tmpdir(), 'kontain-kaniko-test-'));
+  await pushBusyboxBase(registry.host, 'base/busybox', '1');
+  base = `${registry.host}/base/busybox:1`;
+  firstCommit = await git.createRepository('acme', 'app', {
+    Dockerfile: DOCKERFILE(base),
+    'files/a.txt': 'file a\n',
+    'files/b.txt': 'file b\n',
+    'sub/Dockerfile': `FROM ${base}\nCOPY note.txt /note.txt\nRUN echo "from sub" > /sub.txt\n`,
+    'sub/note.txt': 'a note\n',
+    'broken/Dockerfile': `FROM ${base}\nRUN echo first-line-of-failure && echo boom-marker-7 && false\n`,
+  });
+  await git.tag('acme', 'app', 'v1.0.0');
+  await git.createRepository('other', 'app', { Dockerfile: DOCKERFILE(base), 'files/a.txt': 'x\n' });
+  server = await startKontain({
+    KONTAIN_GIT_BASE: git.base,
+    KONTAIN_INSECURE_REGISTRIES: `${registry.host},${git.host}`,
+    KONTAIN_BUILD_ALLOW: 'acme/*',
+    KONTAIN_BUILD_DIR: path.join(work, 'builds'),
+    // Long enough for every build here: these tests are about results, not holding.
+    KONTAIN_BUILD_HOLD: '120',
+  });
+});
+
+after(async () => {
+  await server?.stop();
+  await git?.stop();
+  await registry?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+const manifest = (repo: string, reference: string): Promise<HttpResult> =>
+  request(`${server.url}/v2/kaniko/${repo}/manifests/${reference}`, { headers: ACCEPT });
+
+async function digestOf(repo: string, reference: string): Promise<string> {
+  const res = await manifest(repo, reference);
+  assert.equal(res.status, 200, res.body.toString());
+  return res.headers['docker-content-digest'] as string;
+}
+
+/** skopeo copy into an OCI layout, then umoci unpack: the image's files and config. */
+async function pullAndUnpack(repo: string, reference: string): Promise<{ rootfs: string; config: ImageConfig }> {
+  const dir = await mkdtemp(path.join(work, 'pull-'));
+  await skopeoCopy(`docker://${server.address}/kaniko/${repo}:${reference}`, `oci:${dir}/layout:x`);
+  await umociUnpack(`${dir}/layout:x`, `${dir}/bundle`);
+  const layout = new OciLayout(`${dir}/layout`);
+  const config = JSON.parse((await layout.blob((await layout.manifest('x')).config.digest)).toString('utf8')) as ImageConfig;
+  return { rootfs: `${dir}/bundle/rootfs`, config };
+}
+
+test('a branch is built from its Dockerfile: RUN output, copied files, entrypoint and env', async () => {
+  const { rootfs, config } = await pullAndUnpack('acme/app', 'main');
+  assert.equal(await readFile(path.join(rootfs, 'app/built.txt'), 'utf8'), 'built hello\n');
+  assert.equal(await readFile(path.join(rootfs, 'app/listing.txt'), 'utf8'), 'a.txt\nb.txt\n');
+  assert.equal(await readFile(path.join(rootfs, 'app/files/a.txt'), 'utf8'), 'file a\n');
+  assert.equal(await readFile(path.join(rootfs, 'app/files/b.txt'), 'utf8'), 'file b\n');
+  // The base image's files are there too.
+  assert.ok((await readFile(path.join(rootfs, 'bin/busybox'))).length > 100_000);
+  assert.deepEqual(config.config?.Entrypoint, ['/bin/sh', '-c', 'cat /app/built.txt']);
+  assert.ok(config.config?.Env?.includes('GREETING=hello'), JSON.stringify(config.config?.Env));
+  assert.equal(config.config?.WorkingDir, '/app');
+});
+
+test('a tag, the full commit and an abbreviated commit give the image the branch gives', async () => {
+  const byBranch = await digestOf('acme/app', 'main');
+  assert.equal(await digestOf('acme/app', 'v1.0.0'), byBranch);
+  assert.equal(await digestOf('acme/app', firstCommit.slice(0, 7)), byBranch);
+  assert.equal(await digestOf('acme/app', firstCommit), byBranch);
+  assert.equal(await digestOf('acme/app', 'latest'), byBranch);
+});
+
+test('a subdirectory is built from its own Dockerfile with itself as the context', async () => {
+  const { rootfs } = await pullAndUnpack('acme/app/sub', 'main');
+  assert.equal(await readFile(path.join(rootfs, 'note.txt'), 'utf8'), 'a note\n');
+  assert.equal(await readFile(path.join(rootfs, 'sub.txt'), 'utf8'), 'from sub\n');
+  await assert.rejects(readFile(path.join(rootfs, 'app/built.txt')));
+});
+
+test('a new commit on the branch gives a new image; the old commit keeps its image', async () => {
+  const before = await digestOf('acme/app', 'main');
+  const second = await git.commit('acme', 'app', { 'files/a.txt': 'file a, second version\n' });
+  const after = await digestOf('acme/app', 'main');
+  assert.notEqual(after, before);
+  assert.equal(await digestOf('acme/app', second.slice(0, 9)), after);
+  assert.equal(await digestOf('acme/app', firstCommit), before);
+  const { rootfs } = await pullAndUnpack('acme/app', 'main');
+  assert.equal(await readFile(path.join(rootfs, 'app/files/a.txt'), 'utf8'), 'file a, second version\n');
+});
+
+test('a failing RUN answers with the error and the last lines of the log, and is remembered', async () => {
+  const res = await manifest('acme/app/broken', 'main');
+  assert.equal(res.status, 422, res.body.toString());
+  const error = registryError(res);
+  assert.equal(error.code, 'MANIFEST_UNKNOWN');
+  assert.match(error.message, /build of acme\/app\/broken@[0-9a-f]{7} failed/);
+  assert.match(error.message, /boom-marker-7/);
+  const logUrl = /log: (\S+)$/.exec(error.message)?.[1];
+  assert.ok(logUrl, error.message);
+  const log = await request(logUrl);
+  assert.equal(log.status, 200);
+  assert.match(log.body.toString(), /STEP 2\/2: RUN echo first-line-of-failure/);
+  assert.match(log.body.toString(), /boom-marker-7/);
+  // Asked again: the same failure, from memory (the log still has one run of the step).
+  const again = await manifest('acme/app/broken', 'main');
+  assert.equal(again.status, 422);
+  assert.equal(registryError(again).message, error.message);
+  const logAgain = (await request(logUrl)).body.toString();
+  assert.equal(logAgain.split('STEP 2/2').length - 1, 1);
+});
+
+test('a repository outside KONTAIN_BUILD_ALLOW is DENIED, naming the variable', async () => {
+  const res = await manifest('other/app', 'main');
+  assert.equal(res.status, 403);
+  const error = registryError(res);
+  assert.equal(error.code, 'DENIED');
+  assert.match(error.message, /KONTAIN_BUILD_ALLOW/);
+});
+
+test('unknown branches, directories without a Dockerfile and missing repositories are MANIFEST_UNKNOWN', async () => {
+  const branch = await manifest('acme/app', 'no-such-branch');
+  assert.equal(branch.status, 404);
+  assert.match(registryError(branch).message, /no branch or tag no-such-branch/);
+  const dir = await manifest('acme/app/files', 'main');
+  assert.equal(dir.status, 404);
+  assert.match(registryError(dir).message, /has no Dockerfile in files/);
+  const repo = await manifest('acme/missing', 'main');
+  assert.equal(repo.status, 404);
+  assert.equal(registryError(repo).code, 'MANIFEST_UNKNOWN');
+});
