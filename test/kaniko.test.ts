@@ -166,3 +166,75 @@ test('unknown branches, directories without a Dockerfile and missing repositorie
   assert.equal(repo.status, 404);
   assert.equal(registryError(repo).code, 'MANIFEST_UNKNOWN');
 });
+
+/** A loopback HTTP endpoint a RUN step calls (builds have the host's network): counts calls, answers when released. */
+async function startGate(): Promise<{ url: string; calls: () => number; release: () => void; close: () => Promise<void> }> {
+  const { createServer } = await import('node:http');
+  let calls = 0;
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const gate = createServer((_req, res) => {
+    calls++;
+    void released.then(() => res.end('released\n'));
+  });
+  await new Promise<void>((resolve) => gate.listen(0, '127.0.0.1', resolve));
+  const { port } = gate.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}/gate`,
+    calls: () => calls,
+    release,
+    close: () => new Promise((resolve) => gate.close(() => resolve())),
+  };
+}
+
+async function until(what: string, check: () => Promise<boolean> | boolean, ms = 120_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test('a build slower than the hold answers 404 with Retry-After and goes on; pulls meanwhile start nothing; then the image', async () => {
+  const gate = await startGate();
+  await git.createRepository('acme', 'slow', {
+    Dockerfile: `FROM ${base}\nRUN wget -q -O /gate.txt ${gate.url}\nRUN echo done > /done.txt\n`,
+  });
+  const slow = await startKontain({
+    KONTAIN_GIT_BASE: git.base,
+    KONTAIN_INSECURE_REGISTRIES: `${registry.host},${git.host}`,
+    KONTAIN_BUILD_ALLOW: 'acme/slow',
+    KONTAIN_BUILD_DIR: path.join(work, 'builds-slow'),
+    KONTAIN_BUILD_HOLD: '0.5',
+  });
+  try {
+    const url = `${slow.url}/v2/kaniko/acme/slow/manifests/main`;
+    const first = await request(url, { headers: ACCEPT });
+    assert.equal(first.status, 404, first.body.toString());
+    const error = registryError(first);
+    assert.equal(error.code, 'MANIFEST_UNKNOWN');
+    assert.match(error.message, /^building acme\/slow@[0-9a-f]{7}( \(step \d\/3\))?, pull again/);
+    assert.ok(Number(first.headers['retry-after']) >= 1);
+    // The build reaches the RUN step that waits on the gate.
+    await until('the RUN step to call the gate', () => gate.calls() === 1);
+    const second = await request(url, { headers: ACCEPT });
+    assert.equal(second.status, 404);
+    assert.match(registryError(second).message, /^building acme\/slow@[0-9a-f]{7} \(step 2\/3\), pull again in a few seconds; log: http:\/\/\S+\/_builds\/[0-9a-f]{32}\/log$/);
+    // The log is readable while the build runs.
+    const logUrl = /log: (\S+)$/.exec(registryError(second).message)![1]!;
+    assert.match((await request(logUrl)).body.toString(), /STEP 2\/3: RUN wget/);
+    gate.release();
+    let res = second;
+    await until('the image', async () => {
+      res = await request(url, { headers: ACCEPT });
+      return res.status !== 404;
+    });
+    assert.equal(res.status, 200, res.body.toString());
+    // One build ran: its RUN step called the gate once.
+    assert.equal(gate.calls(), 1);
+  } finally {
+    gate.release();
+    await slow.stop();
+    await gate.close();
+  }
+});

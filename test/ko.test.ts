@@ -116,6 +116,8 @@ function koEnv(): Record<string, string> {
     KONTAIN_KO_BASE: base.ref,
     KONTAIN_INSECURE_REGISTRIES: upstream.host,
     KONTAIN_KO_CACHE: GO_CACHE,
+    // These tests wait for their builds; the hold is tested on its own below.
+    KONTAIN_BUILD_HOLD: '600',
   };
 }
 
@@ -421,6 +423,31 @@ describe('ko host', { timeout: 20 * 60_000 }, () => {
         child.kill('SIGKILL');
         await exited;
       }
+    }
+  });
+
+  test('a build slower than the hold answers 404 building with Retry-After, then the same image', { timeout: BUILD_TIMEOUT_MS + 120_000 }, async () => {
+    const expected = await built(`${HELLO}/cmd/hello:v0.2.0`);
+    // A fresh store, and no hold at all: every build is slower than it.
+    const slow = await startKontain({ ...koEnv(), KONTAIN_BUILD_HOLD: '0' });
+    try {
+      const url = manifestURL(slow.url, `${HELLO}/cmd/hello:v0.2.0`);
+      const first = await request(url, { headers: ACCEPT });
+      assert.equal(first.status, 404, first.body.toString());
+      const error = registryError(first);
+      assert.equal(error.code, 'MANIFEST_UNKNOWN');
+      assert.match(error.message, /^building example\.com\/hello\/cmd\/hello@v0\.2\.0.*, pull again/);
+      assert.ok(Number(first.headers['retry-after']) >= 1, JSON.stringify(first.headers));
+      let res = first;
+      const deadline = Date.now() + BUILD_TIMEOUT_MS;
+      while (res.status === 404 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 500));
+        res = await request(url, { headers: ACCEPT });
+      }
+      assert.equal(res.status, 200, res.body.toString());
+      assert.equal(res.headers['docker-content-digest'], expected);
+    } finally {
+      await slow.stop();
     }
   });
 

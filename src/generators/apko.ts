@@ -7,6 +7,9 @@ import { platformOfApkArch } from '../apk/arch.js';
 import { repositoryBase } from '../apk/repository.js';
 import { ResolveError } from '../apk/types.js';
 import type { ContentStore } from '../content/store.js';
+import type { BuildFacility } from '../builds/facility.js';
+import { createBuildFacility } from '../builds/index.js';
+import type { JsonValue } from '../tasks/queue.js';
 import { writeIndex } from '../oci/image.js';
 import type { Descriptor } from '../oci/types.js';
 import { RegistryError } from '../registry/errors.js';
@@ -67,12 +70,24 @@ export class ApkoGenerator implements Generator {
   private readonly config: Config;
   private readonly fetcher: ApkFetcher;
   private readonly builder: ApkoBuilder;
+  private readonly facility: BuildFacility;
 
   constructor(context: GeneratorContext) {
     this.store = context.store;
     this.config = context.config;
     this.fetcher = new ApkFetcher({ insecureRegistries: context.config.insecureRegistries });
     this.builder = new ApkoBuilder(context.store, this.fetcher);
+    this.facility = context.builds ?? createBuildFacility(context);
+    this.facility.register(this.service, async (payload, job) => {
+      try {
+        const prepared = await this.builder.prepare(payload as ApkoRequest);
+        const { descriptor, timings } = await this.builder.assemble(prepared);
+        job.log.info({ service: this.service, arch: prepared.request.arch, packages: prepared.packages.length, indexMs: prepared.indexMs, ...timings, digest: descriptor.digest }, 'apko built');
+        return descriptor;
+      } catch (err) {
+        throw apkoFailure(err) ?? err;
+      }
+    });
   }
 
   async manifest(request: TagRequest): Promise<Descriptor> {
@@ -86,7 +101,7 @@ export class ApkoGenerator implements Generator {
     try {
       const requests = target.kind === 'packages' ? this.packagesRequest(target.packages) : await this.configRequest(target, request.log);
       const images: Descriptor[] = [];
-      for (const one of requests) images.push(await this.build(one, request.log));
+      for (const one of requests) images.push(await this.build(one, request));
       if (images.length === 1) return images[0]!;
       const children = images.map((d, i) => ({ mediaType: d.mediaType, digest: d.digest, size: d.size, platform: platformOfApkArch(requests[i]!.arch) }));
       return await writeIndex(this.store, 'oci', children);
@@ -95,20 +110,14 @@ export class ApkoGenerator implements Generator {
     }
   }
 
-  private async build(request: ApkoRequest, log: Logger): Promise<Descriptor> {
+  /** One architecture's image: cached by its resolved package set, else built as slow work (answered "building" past the hold). */
+  private async build(request: ApkoRequest, tagRequest: TagRequest): Promise<Descriptor> {
     const prepared = await this.builder.prepare(request);
-    let built = false;
-    const descriptor = await this.store.cached(this.service, `${request.arch}-${prepared.key}`, async () => {
-      const { descriptor, timings } = await this.builder.assemble(prepared);
-      built = true;
-      log.info(
-        { service: this.service, arch: request.arch, packages: prepared.packages.length, indexMs: prepared.indexMs, ...timings, digest: descriptor.digest },
-        'apko built',
-      );
-      return descriptor;
-    });
-    if (!built) log.debug({ service: this.service, arch: request.arch, indexMs: prepared.indexMs, digest: descriptor.digest, cached: true }, 'apko cache hit');
-    return descriptor;
+    const label = `apko ${request.world.join(' ')} (${request.arch})`.slice(0, 200);
+    return this.facility.obtain(
+      { kind: this.service, service: this.service, key: `${request.arch}-${prepared.key}`, label, payload: JSON.parse(JSON.stringify(request)) as JsonValue },
+      { baseUrl: tagRequest.baseUrl, log: tagRequest.log },
+    );
   }
 
   private packagesRequest(packages: string[]): ApkoRequest[] {

@@ -14,7 +14,10 @@ import { VizHost } from '../viz/host.js';
 import { RegistryImageSource } from '../viz/source.js';
 
 /** Every host kontain serves, by service name. Add a host here. */
-export function createGenerators(context: GeneratorContext): Map<string, Generator> {
+export function createGenerators(given: GeneratorContext): Map<string, Generator> {
+  // One slow-work facility for every building host: it owns the `build` task.
+  const builds = given.builds ?? createBuildFacility(given);
+  const context = { ...given, builds };
   // One client for every host that reads upstream registries, so tokens are shared.
   const client = new RegistryClient({
     insecureRegistries: context.config.insecureRegistries,
@@ -22,8 +25,6 @@ export function createGenerators(context: GeneratorContext): Map<string, Generat
     userAgent: 'kontain',
     logger: context.log,
   });
-  const builds = context.builds ?? createBuildFacility(context);
-  const withBuilds = { ...context, builds };
   const git = new GitSource({
     base: context.config.builds.gitBase,
     insecureRegistries: context.config.insecureRegistries,
@@ -38,7 +39,7 @@ export function createGenerators(context: GeneratorContext): Map<string, Generat
     new WaitGenerator(context),
     new KoGenerator(context, client),
     new ApkoGenerator(context),
-    new KanikoGenerator(withBuilds, client, createBuildExecutor(context), builds, git),
+    new KanikoGenerator(context, client, createBuildExecutor(context), builds, git),
     new VizHost(new RegistryImageSource(client), context.config.domain),
   ];
   return new Map(generators.map((g) => [g.service, g]));

@@ -10,7 +10,8 @@ import type { Descriptor } from '../oci/types.js';
 import { RegistryError } from '../registry/errors.js';
 import type { RegistryClient } from '../remote/client.js';
 import { InvalidReferenceError } from '../remote/reference.js';
-import { SingleFlight } from '../util/single-flight.js';
+import type { BuildFacility } from '../builds/facility.js';
+import { createBuildFacility } from '../builds/index.js';
 import { Semaphore } from '../util/semaphore.js';
 import { mapConcurrent } from '../util/concurrency.js';
 import { BaseImageUnusable, copyBaseLayers, fetchBaseImage, resolveBase, type BaseImage } from '../ko/base-image.js';
@@ -38,7 +39,7 @@ export class KoGenerator implements Generator {
   private readonly config: Config;
   private readonly proxy: GoModuleProxy;
   private readonly builds: Semaphore;
-  private readonly flights = new SingleFlight<Descriptor>();
+  private readonly facility: BuildFacility;
 
   constructor(
     context: GeneratorContext,
@@ -48,6 +49,16 @@ export class KoGenerator implements Generator {
     this.config = context.config;
     this.proxy = new GoModuleProxy(context.config.goproxy);
     this.builds = new Semaphore(context.config.koMaxBuilds);
+    this.facility = context.builds ?? createBuildFacility(context);
+    // A cold ko build takes 20-30 s: it runs as slow work, answered "building" past the hold.
+    this.facility.register(this.service, async (payload, job) => {
+      const { importPath, module, version, key } = payload as KoPayload;
+      try {
+        return await this.build(importPath, { module, version }, key, job.log);
+      } catch (err) {
+        throw koFailure(err) ?? err;
+      }
+    });
   }
 
   async manifest(request: TagRequest): Promise<Descriptor> {
@@ -62,12 +73,11 @@ export class KoGenerator implements Generator {
       const key = createHash('sha256').update(`${importPath}\n${module.module}@${module.version}`).digest('hex');
       const cached = await this.cachedBuild(key, request.log);
       if (cached) return cached;
-      // Once per process (flights), and once across instances sharing the store (a lease).
-      return await this.flights.run(key, () =>
-        this.store.leases.once(`ko\0${key}`, {
-          done: () => this.cachedBuild(key, request.log),
-          work: () => this.build(importPath, module, key, request.log),
-        }),
+      const payload: KoPayload = { importPath, module: module.module, version: module.version, key };
+      return await this.facility.obtain(
+        { kind: this.service, service: this.service, key, label: `${importPath}@${module.version}`, payload: { ...payload } },
+        // The cached image (if any) was found out of date: build anew even though it exists.
+        { baseUrl: request.baseUrl, log: request.log, replace: true },
       );
     } catch (err) {
       throw koFailure(err) ?? err;
@@ -137,9 +147,9 @@ export class KoGenerator implements Generator {
       });
       const result = base.isIndex ? await this.writeIndex(base, images) : images[0]!;
       const descriptor = { mediaType: result.mediaType, digest: result.digest, size: result.size };
-      await this.store.setPointer(this.service, key, { ...descriptor, annotations: { [BASE_NAME_ANNOTATION]: base.name, [BASE_DIGEST_ANNOTATION]: base.digest } });
       log.info({ service: this.service, importPath, version: module.version, base: base.name, baseDigest: base.digest, digest: descriptor.digest, platforms: images.length, ms: Date.now() - started }, 'ko built');
-      return descriptor;
+      // The facility keeps this as the key's pointer: the base annotations tell a later pull whether the base moved.
+      return { ...descriptor, annotations: { [BASE_NAME_ANNOTATION]: base.name, [BASE_DIGEST_ANNOTATION]: base.digest } };
     } finally {
       await rm(work, { recursive: true, force: true });
     }
@@ -149,6 +159,14 @@ export class KoGenerator implements Generator {
   private writeIndex(base: BaseImage, images: Descriptor[]): Promise<Descriptor> {
     return writeIndex(this.store, base.family, images, { [BASE_NAME_ANNOTATION]: base.name, [BASE_DIGEST_ANNOTATION]: base.digest });
   }
+}
+
+/** What a ko build task carries. */
+interface KoPayload {
+  importPath: string;
+  module: string;
+  version: string;
+  key: string;
 }
 
 /** ko names the binary after the last element of the import path (`ko-app` when there is none). */
