@@ -175,6 +175,9 @@ function parseBuilds(env: NodeJS.ProcessEnv): BuildsConfig {
   if (!Number.isFinite(hold) || hold < 0 || hold > 600) throw new ConfigError(`KONTAIN_BUILD_HOLD=${holdRaw} must be a number of seconds between 0 and 600`);
   const project = env.KONTAIN_CLOUD_BUILD_PROJECT?.trim() || env.GOOGLE_CLOUD_PROJECT?.trim() || undefined;
   if (executor === 'cloudbuild' && !project) throw new ConfigError('KONTAIN_BUILD_EXECUTOR=cloudbuild needs KONTAIN_CLOUD_BUILD_PROJECT (or GOOGLE_CLOUD_PROJECT)');
+  if (executor === 'cloudbuild' && !env.KONTAIN_STORE?.trim().startsWith('gs://')) {
+    throw new ConfigError('KONTAIN_BUILD_EXECUTOR=cloudbuild needs a gs:// KONTAIN_STORE: sources and built images pass through the bucket');
+  }
   const endpoint = env.KONTAIN_CLOUD_BUILD_ENDPOINT?.trim();
   return {
     executor,

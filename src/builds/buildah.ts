@@ -116,7 +116,7 @@ export class BuildahExecutor implements BuildExecutor {
 }
 
 /** containers-registries.conf(5): only the allowlisted registries over plain HTTP; no short names. */
-function registriesConf(insecure: readonly string[]): string {
+export function registriesConf(insecure: readonly string[]): string {
   const lines = ['unqualified-search-registries = ["docker.io"]', 'short-name-mode = "disabled"', ''];
   for (const entry of insecure) {
     const { hostname, port } = splitHostPort(entry);

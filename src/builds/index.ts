@@ -3,6 +3,7 @@ import type { ContentStore } from '../content/store.js';
 import type { Logger } from 'pino';
 import type { TaskQueue } from '../tasks/queue.js';
 import { BuildahExecutor } from './buildah.js';
+import { CloudBuildExecutor } from './cloud-build.js';
 import type { BuildExecutor } from './executor.js';
 import { BuildFacility } from './facility.js';
 
@@ -33,7 +34,20 @@ export function createBuildFacility({ store, config, log, tasks }: BuildDependen
 /** The executor KONTAIN_BUILD_EXECUTOR selects. */
 export function createBuildExecutor({ store, config }: BuildDependencies): BuildExecutor {
   const builds = config.builds;
-  if (builds.executor === 'cloudbuild') throw new Error('KONTAIN_BUILD_EXECUTOR=cloudbuild is not available yet');
+  if (builds.executor === 'cloudbuild') {
+    if (config.store.kind !== 'gcs') throw new Error('the Cloud Build executor needs a GCS store');
+    return new CloudBuildExecutor({
+      store,
+      project: builds.cloudBuild.project!,
+      location: builds.cloudBuild.location,
+      builderImage: builds.cloudBuild.builderImage,
+      bucket: config.store.bucket,
+      prefix: config.store.prefix,
+      workDir: builds.workDir,
+      endpoint: builds.cloudBuild.endpoint,
+      pollMs: builds.cloudBuild.endpoint ? 200 : 2000,
+    });
+  }
   return new BuildahExecutor({
     store,
     buildah: builds.buildah,
