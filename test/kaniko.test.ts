@@ -238,3 +238,53 @@ test('a build slower than the hold answers 404 with Retry-After and goes on; pul
     await gate.close();
   }
 });
+
+test('the Cloud Build executor, through the real client and a local Cloud Build endpoint, gives the image buildah gives', async () => {
+  const { startFakeGcs } = await import('./support/fake-gcs.js');
+  const { startFakeCloudBuild } = await import('./support/fake-cloud-build.js');
+  const gcs = await startFakeGcs();
+  const cloudBuild = await startFakeCloudBuild(gcs);
+  const cloud = await startKontain({
+    KONTAIN_STORE: 'gs://kontain-test/registry',
+    KONTAIN_GCS_ENDPOINT: gcs.endpoint,
+    KONTAIN_BUILD_EXECUTOR: 'cloudbuild',
+    KONTAIN_CLOUD_BUILD_PROJECT: 'test-project',
+    KONTAIN_CLOUD_BUILD_ENDPOINT: cloudBuild.endpoint,
+    KONTAIN_GIT_BASE: git.base,
+    KONTAIN_INSECURE_REGISTRIES: `${registry.host},${git.host}`,
+    KONTAIN_BUILD_ALLOW: 'acme/app',
+    KONTAIN_BUILD_DIR: path.join(work, 'builds-cloud'),
+    KONTAIN_BUILD_HOLD: '120',
+  });
+  try {
+    const commit = firstCommit;
+    const dir = await mkdtemp(path.join(work, 'cloud-pull-'));
+    await skopeoCopy(`docker://${cloud.address}/kaniko/acme/app/sub:${commit}`, `oci:${dir}/layout:x`);
+    await umociUnpack(`${dir}/layout:x`, `${dir}/bundle`);
+    assert.equal(await readFile(path.join(dir, 'bundle/rootfs/sub.txt'), 'utf8'), 'from sub\n');
+    assert.equal(await readFile(path.join(dir, 'bundle/rootfs/note.txt'), 'utf8'), 'a note\n');
+    // Built the same way as buildah here, from the same commit time: the same image.
+    const local = await digestOf('acme/app/sub', commit);
+    const res = await request(`${cloud.url}/v2/kaniko/acme/app/sub/manifests/${commit}`, { headers: ACCEPT });
+    assert.equal(res.headers['docker-content-digest'], local);
+    // One build, from the source the executor put in the bucket, pinned to the base's digest.
+    assert.equal(cloudBuild.builds.length, 1);
+    const sent = cloudBuild.builds[0]!.request as { source: { storageSource: { bucket: string; object: string } }; steps: Array<{ env: string[] }> };
+    assert.equal(sent.source.storageSource.bucket, 'kontain-test');
+    assert.match(sent.source.storageSource.object, /^registry\/builds\/cloud\/kaniko-[0-9a-f-]+\/source\.tar\.gz$/);
+    assert.ok(sent.steps[0]!.env.some((e) => /^KONTAIN_DOCKERFILE=FROM 127\.0\.0\.1:\d+\/base\/busybox@sha256:[0-9a-f]{64}\n/.test(e)), JSON.stringify(sent.steps[0]!.env));
+    // The build's folder in the bucket is gone afterwards.
+    assert.equal(gcs.read('kontain-test', sent.source.storageSource.object), undefined);
+
+    // A failing step: its log comes back through the bucket into the answer.
+    const failed = await request(`${cloud.url}/v2/kaniko/acme/app/broken/manifests/main`, { headers: ACCEPT });
+    assert.equal(failed.status, 422, failed.body.toString());
+    const error = registryError(failed);
+    assert.match(error.message, /Cloud Build [0-9a-f-]+ ended FAILURE/);
+    assert.match(error.message, /boom-marker-7/);
+  } finally {
+    await cloud.stop();
+    await cloudBuild.close();
+    await gcs.close();
+  }
+});

@@ -56,6 +56,9 @@ export interface FakeGcs {
   inFlight(): number;
   /** Moves an object's creation time `ms` into the past (tests of age-based behaviour). */
   age(bucket: string, name: string, ms: number): void;
+  /** Reads and writes objects directly, as another Google service would (the Cloud Build stand-in). */
+  read(bucket: string, name: string): Buffer | undefined;
+  write(bucket: string, name: string, data: Buffer, contentType?: string): void;
 }
 
 class HttpError extends Error {
@@ -411,6 +414,10 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
     age: (bucket, name, ms) => {
       const obj = getObject(bucket, name);
       obj.created = new Date(obj.created.getTime() - ms);
+    },
+    read: (bucket, name) => objects.get(key(bucket, name))?.data,
+    write: (bucket, name, data, contentType) => {
+      put(bucket, name, data, contentType, undefined, new URLSearchParams());
     },
     close: () =>
       new Promise<void>((resolve, reject) => {
