@@ -1,7 +1,7 @@
 /**
- * Git sources for builds, read with git itself: `git ls-remote` resolves a revision on
- * every pull (cheap, no API token, no rate limit), and a shallow fetch of exactly that
- * commit gives the files. The server's address obeys the mirror's policy (no loopback,
+ * Git sources for builds: the ref listing (what `git ls-remote` shows, read natively in
+ * ls-remote.ts) resolves a revision on every pull (cheap, no API token, no rate limit),
+ * and a shallow fetch of exactly that commit by git itself gives the files. The server's address obeys the mirror's policy (no loopback,
  * private or metadata addresses unless listed in KONTAIN_INSECURE_REGISTRIES), and for
  * http(s) git connects to the very address that was checked.
  */
@@ -9,6 +9,7 @@ import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AddressPolicy } from '../remote/address-safety.js';
 import { runProcess } from '../util/run-process.js';
+import { lsRemote, LsRemoteNotFound } from './ls-remote.js';
 
 /** The repository or revision does not exist, or the server refused it. */
 export class GitSourceNotFound extends Error {
@@ -76,7 +77,7 @@ export class GitSource {
   async resolve(owner: string, repo: string, revision: string, signal?: AbortSignal): Promise<ResolvedRevision> {
     const url = this.repositoryURL(owner, repo);
     if (FULL_COMMIT.test(revision)) return { commit: revision, via: `commit ${revision.slice(0, 7)}` };
-    const refs = await this.lsRemote(url, signal);
+    const refs = await this.lsRemote(url);
     if (revision === 'latest') {
       const head = refs.get('HEAD');
       if (!head) throw new GitSourceNotFound(`${url} has no default branch (HEAD)`);
@@ -130,25 +131,14 @@ export class GitSource {
     }
   }
 
-  private async lsRemote(url: string, signal?: AbortSignal): Promise<Map<string, string>> {
-    const refs = new Map<string, string>();
-    let bytes = 0;
-    const lines: string[] = [];
-    const outcome = await this.git(['ls-remote', '--', url], {
-      timeoutMs: this.options.lsRemoteTimeoutMs ?? 30_000,
-      signal,
-      onLine: (line) => {
-        bytes += line.length + 1;
-        if (bytes <= MAX_LS_REMOTE_BYTES) lines.push(line);
-      },
-    });
-    if (outcome.timedOut) throw new GitSourceUnavailable(`git ls-remote ${url} took longer than ${(this.options.lsRemoteTimeoutMs ?? 30_000) / 1000} s`);
-    if (outcome.code !== 0) throw gitFailure(`git ls-remote ${url}`, lines);
-    for (const line of lines) {
-      const match = /^([0-9a-f]{40})\t(\S+)$/.exec(line);
-      if (match) refs.set(match[2]!, match[1]!);
+  private async lsRemote(url: string): Promise<Map<string, string>> {
+    const { address, port } = await this.checkedAddress();
+    try {
+      return await lsRemote({ url: new URL(url), address, port, timeoutMs: this.options.lsRemoteTimeoutMs ?? 30_000, maxBytes: MAX_LS_REMOTE_BYTES });
+    } catch (err) {
+      if (err instanceof LsRemoteNotFound) throw new GitSourceNotFound(`${url}: the repository does not exist or is not readable`);
+      throw new GitSourceUnavailable(`listing the refs of ${url} failed: ${(err as Error).message}`);
     }
-    return refs;
   }
 
   private async fetch(url: string, gitDir: string, commit: string, signal?: AbortSignal): Promise<void> {
@@ -261,18 +251,22 @@ export class GitSource {
     }
   }
 
-  /** Checks the git server's address; for http(s) returns curl's `host:port:address` pin. */
-  private async pinnedAddress(): Promise<string | undefined> {
+  /** The git server's address, checked against the policy. */
+  private async checkedAddress(): Promise<{ host: string; address: string; port: number }> {
     const { hostname, protocol } = this.base;
     const port = Number(this.base.port) || (protocol === 'https:' ? 443 : protocol === 'http:' ? 80 : 9418);
     const host = hostname.replace(/^\[|\]$/g, '');
-    let address: string;
     try {
-      address = (await this.policy.resolve(`git server ${this.base.host}`, host, port)).address;
+      return { host, port, address: (await this.policy.resolve(`git server ${this.base.host}`, host, port)).address };
     } catch (err) {
       throw new GitSourceRefused(`KONTAIN_GIT_BASE ${this.options.base}: ${(err as Error).message}`);
     }
-    if (protocol !== 'http:' && protocol !== 'https:') return undefined;
+  }
+
+  /** For http(s), curl's `host:port:address` pin of the checked address. */
+  private async pinnedAddress(): Promise<string | undefined> {
+    const { host, address, port } = await this.checkedAddress();
+    if (this.base.protocol !== 'http:' && this.base.protocol !== 'https:') return undefined;
     return `${host}:${port}:${address.includes(':') ? `[${address}]` : address}`;
   }
 }

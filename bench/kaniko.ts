@@ -1,0 +1,101 @@
+/**
+ * bench/kaniko: a cold build through the kaniko host against `buildah bud` alone, on the
+ * same Dockerfile (FROM, COPY, RUN) and the same busybox-static base in a loopback
+ * docker-registry, in one run; then the manifest of the cached build.
+ *   - reference: `buildah bud` with the flags the local executor uses (vfs, chroot, gzip
+ *     layers, fresh storage so the base is pulled) on a clone of the repository;
+ *   - cold: the first pull of kaniko/bench/app:main from a fresh store (ls-remote, fetch,
+ *     base resolution, build, import into the store);
+ *   - cached: the same tag again, several times (ls-remote, base HEAD, pointer read).
+ * Targets: cold ≤ 1.3x the reference; cached manifest ≤ 50 ms.
+ * Run: npm run build && node dist/bench/kaniko.js   (needs git, buildah, skopeo, docker-registry)
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { request } from '../test/support/http.js';
+import { startUpstreamRegistry } from '../test/support/upstream-registry.js';
+import { startGitServer } from '../test/support/git-server.js';
+import { pushBusyboxBase } from '../test/support/busybox-image.js';
+import { runBench, startServerProcess, timed } from './support.js';
+
+const run = promisify(execFile);
+const ACCEPT = { Accept: 'application/vnd.oci.image.manifest.v1+json' };
+const CACHED_PULLS = 20;
+
+async function main() {
+  const work = await mkdtemp(path.join(process.env.BENCH_DIR ?? tmpdir(), 'kontain-bench-kaniko-'));
+  const registry = await startUpstreamRegistry();
+  const git = await startGitServer();
+  try {
+    await pushBusyboxBase(registry.host, 'base/busybox', '1');
+    const files: Record<string, string> = {
+      Dockerfile: `FROM ${registry.host}/base/busybox:1\nWORKDIR /app\nCOPY . /app/\nRUN for i in 1 2 3 4 5 6 7 8; do cat /app/data/*.txt > /app/out-$i.txt; done && ls -l /app > /app/listing.txt\nENTRYPOINT ["/bin/sh"]\n`,
+    };
+    for (let i = 0; i < 50; i++) files[`data/file-${i}.txt`] = `line ${i}\n`.repeat(200);
+    await git.createRepository('bench', 'app', files);
+
+    // Reference: buildah bud alone, fresh storage, same flags as the local executor.
+    const clone = path.join(work, 'clone');
+    await run('git', ['clone', '-q', `${git.base}/bench/app`, clone]);
+    await rm(path.join(clone, '.git'), { recursive: true, force: true });
+    const policy = path.join(work, 'policy.json');
+    const registries = path.join(work, 'registries.conf');
+    await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
+    await writeFile(registries, `[[registry]]\nlocation = "${registry.host}"\ninsecure = true\n`);
+    const reference = await timed(() =>
+      run('buildah', ['--root', path.join(work, 'ref-storage'), '--runroot', path.join(work, 'ref-run'), '--storage-driver', 'vfs', 'bud', '--isolation', 'chroot', '-D=false', '--layers=false', '--pull=always', '--signature-policy', policy, '-f', path.join(clone, 'Dockerfile'), '-t', `oci:${path.join(work, 'ref-image')}:latest`, clone], {
+        env: { ...process.env, CONTAINERS_REGISTRIES_CONF: registries, TMPDIR: work },
+        maxBuffer: 64 * 1024 * 1024,
+      }),
+    );
+
+    const { child, port } = await startServerProcess({
+      KONTAIN_STORE: path.join(work, 'store'),
+      KONTAIN_BUILD_DIR: path.join(work, 'builds'),
+      KONTAIN_GIT_BASE: git.base,
+      KONTAIN_INSECURE_REGISTRIES: `${registry.host},${git.host}`,
+      KONTAIN_BUILD_ALLOW: 'bench/app',
+      KONTAIN_BUILD_HOLD: '600',
+    });
+    try {
+      const url = `http://127.0.0.1:${port}/v2/kaniko/bench/app/manifests/main`;
+      const cold = await timed(() => request(url, { headers: ACCEPT }));
+      if (cold.result.status !== 200) throw new Error(`cold pull answered ${cold.result.status}: ${cold.result.body.toString()}`);
+      const cachedMs: number[] = [];
+      for (let i = 0; i < CACHED_PULLS; i++) {
+        const cached = await timed(() => request(url, { headers: ACCEPT }));
+        if (cached.result.headers['docker-content-digest'] !== cold.result.headers['docker-content-digest']) throw new Error('the cached pull gave another image');
+        cachedMs.push(cached.seconds * 1000);
+      }
+      cachedMs.sort((a, b) => a - b);
+      const median = cachedMs[Math.floor(cachedMs.length / 2)]!;
+      // By full commit: no ls-remote, so this is kontain's own share of a cached pull.
+      const commit = (await run('git', ['ls-remote', `${git.base}/bench/app`, 'refs/heads/main'])).stdout.slice(0, 40);
+      const byCommitMs: number[] = [];
+      for (let i = 0; i < CACHED_PULLS; i++) {
+        const cached = await timed(() => request(url.replace(/main$/, commit), { headers: ACCEPT }));
+        if (cached.result.headers['docker-content-digest'] !== cold.result.headers['docker-content-digest']) throw new Error('the pull by commit gave another image');
+        byCommitMs.push(cached.seconds * 1000);
+      }
+      byCommitMs.sort((a, b) => a - b);
+      const lsRemote: number[] = [];
+      for (let i = 0; i < 5; i++) lsRemote.push((await timed(() => run('git', ['ls-remote', `${git.base}/bench/app`]))).seconds * 1000);
+      lsRemote.sort((a, b) => a - b);
+      console.log(`buildah bud alone (reference): ${reference.seconds.toFixed(2)} s`);
+      console.log(`kaniko cold build via kontain:  ${cold.seconds.toFixed(2)} s  = ${(cold.seconds / reference.seconds).toFixed(2)}x buildah alone (target ≤ 1.3x)`);
+      console.log(`kaniko cached manifest:         median ${median.toFixed(1)} ms, max ${cachedMs.at(-1)!.toFixed(1)} ms over ${CACHED_PULLS} pulls (target ≤ 50 ms)`);
+      console.log(`  by full commit (no ls-remote): median ${byCommitMs[Math.floor(byCommitMs.length / 2)]!.toFixed(1)} ms; git ls-remote alone: median ${lsRemote[2]!.toFixed(1)} ms`);
+    } finally {
+      child.kill('SIGTERM');
+    }
+  } finally {
+    await git.stop();
+    await registry.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+runBench(main);
