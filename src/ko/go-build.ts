@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Platform } from '../oci/types.js';
+import { killGroup } from '../util/run-process.js';
 
 /** The go command cannot be run. */
 export class GoToolchainMissing extends Error {
@@ -121,13 +122,4 @@ export function trimMessage(output: string): string {
   let text = lines.slice(0, MAX_MESSAGE_LINES).join('\n');
   if (lines.length > MAX_MESSAGE_LINES) text += `\n… (${lines.length - MAX_MESSAGE_LINES} more lines)`;
   return text.length > MAX_MESSAGE_CHARS ? text.slice(0, MAX_MESSAGE_CHARS) + '…' : text;
-}
-
-function killGroup(pid: number | undefined): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    // Already gone.
-  }
 }
