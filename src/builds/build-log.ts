@@ -3,8 +3,8 @@
  * doing) and the most recent ones (where it failed) are kept, the middle is counted.
  */
 const HEAD_LINES = 200;
-const TAIL_LINES = 2000;
-const MAX_LINE = 2000;
+const TAIL_LINES = 1000;
+const MAX_LINE = 1000;
 
 export class BuildLog {
   private readonly head: string[] = [];

@@ -120,18 +120,21 @@ export class BuildFacility {
     const logUrl = `${options.baseUrl ?? ''}${BuildFacility.logPath(id)}`;
     // Bounded: each round either answers, or found the attempt gone (replaced) and looks again.
     for (let round = 0; round < 3; round++) {
-      if (!options.replace || round > 0) {
-        const done = await this.cachedImage(job);
-        if (done) return done;
-      }
+      // The attempt record first: an attempt writes its outcome before deleting it, so
+      // with no attempt record, an outcome there is will be seen below.
       let record = await this.records.get(id);
-      const now = Date.now();
-      if (record && this.isOver(record, now)) {
+      if (record && this.isOver(record, Date.now())) {
         await this.records.deleteIf(id, record.attempt);
         record = undefined;
       }
-      if (record?.state === 'failed') throw failure(job, record, logUrl);
       if (!record) {
+        if (!options.replace || round > 0) {
+          const done = await this.cachedImage(job);
+          if (done) return done;
+        }
+        const failed = await this.records.failure(id);
+        if (failed && !this.isOver(failed, Date.now())) throw failure(job, failed, logUrl);
+        if (failed) await this.records.deleteFailure(id, failed.attempt);
         record = await this.start(id, job, options.log);
         if (!record) continue; // another pull started one first: join it
       }
@@ -199,9 +202,10 @@ export class BuildFacility {
       }
       const image = await this.cachedImage(job, record.started);
       if (image) return image;
+      const failed = await this.records.failure(id);
+      if (failed?.attempt === record.attempt) throw failure(job, failed, logUrl);
       const current = await this.records.get(id);
       if (!current || current.attempt !== record.attempt) return undefined;
-      if (current.state === 'failed') throw failure(job, current, logUrl);
     }
     const progress = this.running.get(id)?.progress ?? (await this.records.progress(id));
     const detail = { build: id, log: logUrl, ...(progress ? { progress } : {}), retryAfterSeconds: RETRY_AFTER_SECONDS };
@@ -255,13 +259,14 @@ export class BuildFacility {
       else log.info({ code: error.code, message: error.message }, 'build failed');
       buildLog.add(`kontain: failed: ${error.message}`);
       await this.records.setLog(task.id, buildLog.text()).catch(() => undefined);
-      await this.records.replace(task.id, {
+      await this.records.setFailure(task.id, {
         ...record,
         state: 'failed',
         finished: new Date().toISOString(),
         error: { code: error.code, status: error.status, message: error.message },
         logTail: buildLog.tail(TAIL_LINES),
       });
+      await this.records.deleteIf(task.id, task.attempt);
     } finally {
       this.running.delete(task.id);
     }

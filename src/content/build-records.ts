@@ -1,14 +1,16 @@
 /**
  * What the store remembers about builds (the slow-work facility, src/builds/facility.ts):
  *
- *   builds/<id>.json       the attempt under way, or the failure being remembered
+ *   builds/<id>.json       the attempt under way
+ *   builds/<id>.failed.json  the failure of the last attempt, while it is remembered
  *   builds/<id>.progress   the step it is at ("step 3/7"), replaced as it moves
  *   builds/<id>.log        the log of the last attempt that finished (bounded)
  *   builds/sources/<key>.json  what a host read from an immutable source (a commit's
  *                          Dockerfile), so a pull of a built commit fetches nothing
  *
- * Garbage collection leaves these prefixes alone; an attempt record is replaced when it
- * is stale or its failure has been remembered long enough.
+ * An attempt ends by writing its image's pointer or its failure record first and
+ * deleting its attempt record last, so whoever finds no attempt record finds the outcome.
+ * Garbage collection leaves these prefixes alone.
  */
 import { Readable } from 'node:stream';
 import { readObject, type StorageBackend } from '../storage/backend.js';
@@ -46,10 +48,25 @@ export class BuildRecords {
     return this.backend.createIfAbsent(`${PREFIX}${id}.json`, json(record), { contentType: 'application/json' });
   }
 
-  /** Replaces a record this process owns (the attempt's end). */
-  async replace(id: string, record: BuildRecord | undefined): Promise<void> {
-    await this.backend.delete(`${PREFIX}${id}.json`);
-    if (record) await this.create(id, record);
+  async failure(id: string): Promise<BuildRecord | undefined> {
+    const bytes = await readObject(this.backend, `${PREFIX}${id}.failed.json`);
+    if (!bytes) return undefined;
+    try {
+      return JSON.parse(bytes.toString('utf8')) as BuildRecord;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async setFailure(id: string, record: BuildRecord): Promise<void> {
+    await this.backend.delete(`${PREFIX}${id}.failed.json`);
+    await this.backend.createIfAbsent(`${PREFIX}${id}.failed.json`, json(record), { contentType: 'application/json' });
+  }
+
+  /** Forgets a failure, unless a newer one replaced it meanwhile. */
+  async deleteFailure(id: string, attempt: string): Promise<void> {
+    const current = await this.failure(id);
+    if (current?.attempt === attempt) await this.backend.delete(`${PREFIX}${id}.failed.json`);
   }
 
   /** Deletes the record only if it is still the one read (another attempt may have replaced it). */
