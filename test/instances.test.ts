@@ -55,8 +55,16 @@ interface Pulled {
  */
 async function pull(instance: ServerProcess, repository: string, tag: string): Promise<Pulled> {
   const base = `http://127.0.0.1:${instance.port}/v2/${repository}`;
-  const top = await fetch(`${base}/manifests/${tag}`, { headers: { accept: ACCEPT }, signal: AbortSignal.timeout(240_000) });
-  const body = await top.text();
+  // A build that outlasts the hold answers 404 with Retry-After; clients pull again, as here.
+  let top: Response;
+  let body: string;
+  for (let attempt = 0; ; attempt++) {
+    top = await fetch(`${base}/manifests/${tag}`, { headers: { accept: ACCEPT }, signal: AbortSignal.timeout(240_000) });
+    body = await top.text();
+    const retryAfter = top.headers.get('retry-after');
+    if (top.status !== 404 || !retryAfter || attempt >= 30) break;
+    await sleep(Number(retryAfter) * 1000);
+  }
   if (top.status !== 200) return { status: top.status, body };
   let manifest = JSON.parse(body);
   if (manifest.manifests) {

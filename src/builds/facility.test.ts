@@ -21,7 +21,7 @@ async function setup(holdMs: number) {
   const dir = await mkdtemp(path.join(tmpdir(), 'kontain-facility-'));
   const store = new ContentStore(new FsBackend(dir));
   const tasks = new EmbeddedTaskQueue(store.backend, { log });
-  const facility = new BuildFacility({ store, tasks, holdMs, failureTtlMs: 60_000, staleAfterMs: 600_000, log });
+  const facility = new BuildFacility({ store, tasks, holdMs, failureTtlMs: 60_000, leaseTtlMs: 600_000, log });
   await tasks.start();
   cleanup.push(async () => {
     await tasks.stop();

@@ -11,6 +11,11 @@
  * the work goes on. Containerd gives up after 30 s without response headers, so a build
  * never holds a request longer than that.
  *
+ * The attempt record is also a lease: the instance running the work renews it (touches
+ * it) every third of `leaseTtlMs`. An attempt whose record has not been renewed for
+ * `leaseTtlMs` was lost with its instance, and the next pull starts another, on any
+ * instance (issue 12: one build per image across instances, taken over when its holder dies).
+ *
  * A failed attempt is remembered (error, last log lines) for KONTAIN_BUILD_FAILURE_TTL
  * and answered without rebuilding. Each attempt's log is readable at
  * `/_builds/<id>/log` on any host, while it runs and after.
@@ -61,8 +66,8 @@ export interface BuildFacilityOptions {
   tasks?: TaskQueue;
   holdMs: number;
   failureTtlMs: number;
-  /** An attempt running longer than this was lost (its instance died): the next pull starts another. */
-  staleAfterMs: number;
+  /** An attempt whose record was not renewed for this long was lost (its instance died): the next pull starts another. */
+  leaseTtlMs: number;
   log: Logger;
 }
 
@@ -123,7 +128,7 @@ export class BuildFacility {
       // The attempt record first: an attempt writes its outcome before deleting it, so
       // with no attempt record, an outcome there is will be seen below.
       let record = await this.records.get(id);
-      if (record && this.isOver(record, Date.now())) {
+      if (record && (await this.isOver(id, record, Date.now()))) {
         await this.records.deleteIf(id, record.attempt);
         record = undefined;
       }
@@ -133,7 +138,7 @@ export class BuildFacility {
           if (done) return done;
         }
         const failed = await this.records.failure(id);
-        if (failed && !this.isOver(failed, Date.now())) throw failure(job, failed, logUrl);
+        if (failed && !(await this.isOver(id, failed, Date.now()))) throw failure(job, failed, logUrl);
         if (failed) await this.records.deleteFailure(id, failed.attempt);
         record = await this.start(id, job, options.log);
         if (!record) continue; // another pull started one first: join it
@@ -157,9 +162,12 @@ export class BuildFacility {
     return (await this.options.store.getManifest(pointer.descriptor.digest)) ? pointer.descriptor : undefined;
   }
 
-  /** A running attempt past its time, or a failure remembered long enough. */
-  private isOver(record: BuildRecord, now: number): boolean {
-    if (record.state === 'running') return now - Date.parse(record.started) > this.options.staleAfterMs;
+  /** A running attempt its instance stopped renewing, or a failure remembered long enough. */
+  private async isOver(id: string, record: BuildRecord, now: number): Promise<boolean> {
+    if (record.state === 'running') {
+      const renewed = (await this.records.renewedAt(id)) ?? new Date(record.started);
+      return now - renewed.getTime() > this.options.leaseTtlMs;
+    }
     const ttl = (record.error?.status ?? 0) >= 500 ? Math.min(TRANSIENT_FAILURE_TTL_MS, this.options.failureTtlMs) : this.options.failureTtlMs;
     return now - Date.parse(record.finished ?? record.started) > ttl;
   }
@@ -206,6 +214,8 @@ export class BuildFacility {
       if (failed?.attempt === record.attempt) throw failure(job, failed, logUrl);
       const current = await this.records.get(id);
       if (!current || current.attempt !== record.attempt) return undefined;
+      // Its instance died: obtain's next round replaces the attempt.
+      if (!local && (await this.isOver(id, current, Date.now()))) return undefined;
     }
     const progress = this.running.get(id)?.progress ?? (await this.records.progress(id));
     const detail = { build: id, log: logUrl, ...(progress ? { progress } : {}), retryAfterSeconds: RETRY_AFTER_SECONDS };
@@ -246,6 +256,8 @@ export class BuildFacility {
       return runner(task.payload, context);
     })();
     this.running.set(task.id, entry);
+    const heartbeat = setInterval(() => void this.records.renew(task.id).catch(() => undefined), Math.max(1, Math.floor(this.options.leaseTtlMs / 3)));
+    heartbeat.unref();
     try {
       const descriptor = await entry.done;
       await this.options.store.setPointer(task.service, task.key, descriptor);
@@ -268,6 +280,7 @@ export class BuildFacility {
       });
       await this.records.deleteIf(task.id, task.attempt);
     } finally {
+      clearInterval(heartbeat);
       this.running.delete(task.id);
     }
   }

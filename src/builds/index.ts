@@ -26,8 +26,7 @@ export function createBuildFacility({ store, config, log, tasks }: BuildDependen
     log,
     holdMs: builds.holdMs,
     failureTtlMs: builds.failureTtlSeconds * 1000,
-    // A build past its time limit (plus the source fetch and the import) was lost.
-    staleAfterMs: (builds.timeoutSeconds + 600) * 1000,
+    leaseTtlMs: config.leaseTTLSeconds * 1000,
   });
 }
 

@@ -43,6 +43,16 @@ export class BuildRecords {
     }
   }
 
+  /** When the attempt record was written or last renewed by the instance running it. */
+  async renewedAt(id: string): Promise<Date | undefined> {
+    return (await this.backend.stat(`${PREFIX}${id}.json`))?.created;
+  }
+
+  /** The running instance's heartbeat: the record's time becomes now (a lease renewal). */
+  renew(id: string): Promise<void> {
+    return this.backend.touch(`${PREFIX}${id}.json`);
+  }
+
   /** Writes the record only if there is none: the one caller that succeeds owns the attempt. */
   create(id: string, record: BuildRecord): Promise<boolean> {
     return this.backend.createIfAbsent(`${PREFIX}${id}.json`, json(record), { contentType: 'application/json' });
