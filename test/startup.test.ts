@@ -11,7 +11,7 @@ import { startFakeGcs } from './support/fake-gcs.js';
 
 // Packages a server with the embedded default (directory store, embedded queue) must
 // not load at start: each costs a cold Cloud Run instance time and memory.
-const LOADED_ONLY_WHEN_USED = ['@google-cloud/storage', '@google-cloud/tasks', 'google-auth-library', '@viz-js/viz'];
+const LOADED_ONLY_WHEN_USED = ['@google-cloud/storage', '@google-cloud/tasks', '@google-cloud/cloudbuild', 'google-auth-library', '@viz-js/viz'];
 
 const RECORD_IMPORTS = ['--import', fileURLToPath(new URL('./support/record-imports.js', import.meta.url))];
 

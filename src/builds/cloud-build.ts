@@ -15,7 +15,6 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { CloudBuildClient } from '@google-cloud/cloudbuild';
-import { PassThroughClient } from 'google-auth-library';
 import type { ContentStore } from '../content/store.js';
 import { ObjectNotFound } from '../storage/backend.js';
 import type { Descriptor } from '../oci/types.js';
@@ -70,7 +69,7 @@ export class CloudBuildExecutor implements BuildExecutor {
 
   /** Loaded on first use, so a server that never builds here never loads the client. */
   private get client(): Promise<CloudBuildClient> {
-    this.clientPromise ??= import('@google-cloud/cloudbuild').then(({ CloudBuildClient }) => {
+    this.clientPromise ??= Promise.all([import('@google-cloud/cloudbuild'), import('google-auth-library')]).then(([{ CloudBuildClient }, { PassThroughClient }]) => {
       const options = this.options;
       if (!options.endpoint) return new CloudBuildClient({ fallback: true });
       const url = new URL(options.endpoint);
