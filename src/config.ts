@@ -83,6 +83,10 @@ export interface Config {
   apkArchs: string[];
   /** Builds from source (kaniko host; the buildpack and nix hosts to come). */
   builds: BuildsConfig;
+  /** static: the directory of images served by the static host; unset leaves the host out. */
+  staticRoot?: string;
+  /** static: a name prepended to every static name (`team` serves `app` as `static/team/app`); empty for none. */
+  staticPrefix: string;
 }
 
 /** Where builds run and the bounds on each. */
@@ -158,6 +162,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       return arch;
     }),
     builds: parseBuilds(env),
+    staticRoot: env.KONTAIN_STATIC_ROOT?.trim() ? path.resolve(env.KONTAIN_STATIC_ROOT.trim()) : undefined,
+    staticPrefix: staticPrefix(env.KONTAIN_STATIC_PREFIX),
   };
 }
 
@@ -198,6 +204,15 @@ function parseBuilds(env: NodeJS.ProcessEnv): BuildsConfig {
       endpoint: endpoint ? fetchableURL('KONTAIN_CLOUD_BUILD_ENDPOINT', endpoint) : undefined,
     },
   };
+}
+
+/** A name prefix for static names (KONTAIN_STATIC_PREFIX, export's --name-prefix): a repository name or nothing, slashes trimmed. */
+export function staticPrefix(raw: string | undefined, what = 'KONTAIN_STATIC_PREFIX'): string {
+  const prefix = (raw ?? '').trim().replace(/^\/+|\/+$/g, '');
+  if (prefix && !/^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/.test(prefix)) {
+    throw new ConfigError(`${what} ${JSON.stringify(raw)} is not a repository name (lowercase letters, digits, . _ - and /)`);
+  }
+  return prefix;
 }
 
 /** A comma-separated list; unset or empty gives the fallback. */

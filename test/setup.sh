@@ -16,12 +16,15 @@ declare -A PACKAGES=(
   [python3]=python3
   [git]=git
   [buildah]=buildah
+  [hardlink]=util-linux
 )
 
 missing=()
 for command in "${!PACKAGES[@]}"; do
   command -v "$command" >/dev/null 2>&1 || missing+=("${PACKAGES[$command]}")
 done
+# nginx lives in /usr/sbin, which a user's PATH may leave out.
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 # Library packages have no command: check their files.
 [ -d /usr/share/gocode/src/github.com/containerd/stargz-snapshotter/estargz ] || missing+=(golang-github-containerd-stargz-snapshotter-dev)
 # The build tests' base image is made from busybox-static's /bin/busybox.

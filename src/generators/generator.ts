@@ -45,8 +45,18 @@ export interface Generator {
   readonly summary: string;
   /** `repository:tag` examples for paste-able pull commands. */
   readonly examples: string[];
-  /** The manifest (or index) for a tag; throws RegistryError for tags it cannot satisfy. */
-  manifest(request: TagRequest): Promise<Descriptor>;
+  /**
+   * The manifest (or index) for a tag: the descriptor of stored content, or the manifest
+   * itself from a host that serves content it holds; throws RegistryError for tags it
+   * cannot satisfy.
+   */
+  manifest(request: TagRequest): Promise<Descriptor | StoredManifest>;
+  /**
+   * True for hosts whose content is never in the store (static): the router asks only
+   * fetchManifest and fetchBlob, so content is served under the names the host says hold
+   * it and nowhere else.
+   */
+  readonly storeless?: boolean;
   /** A manifest by digest that is not in the store yet. */
   fetchManifest?(repository: string, digest: string, log: Logger): Promise<StoredManifest | undefined>;
   /** A blob that is not in the store yet. */

@@ -9,6 +9,7 @@ import { KoGenerator } from './ko.js';
 import { KanikoGenerator } from './kaniko.js';
 import { createBuildFacility, createBuildExecutor } from '../builds/index.js';
 import { GitSource } from '../git/source.js';
+import { StaticGenerator } from './static.js';
 import { RegistryClient } from '../remote/client.js';
 import { VizHost } from '../viz/host.js';
 import { RegistryImageSource } from '../viz/source.js';
@@ -42,5 +43,6 @@ export function createGenerators(given: GeneratorContext): Map<string, Generator
     new KanikoGenerator(context, client, createBuildExecutor(context), builds, git),
     new VizHost(new RegistryImageSource(client), context.config.domain),
   ];
+  if (context.config.staticRoot) generators.push(new StaticGenerator({ root: context.config.staticRoot, prefix: context.config.staticPrefix }));
   return new Map(generators.map((g) => [g.service, g]));
 }

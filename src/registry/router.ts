@@ -92,10 +92,10 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
     let manifest: StoredManifest | undefined;
     if (ref.tag !== undefined) {
       const started = performance.now();
-      const descriptor = await generator.manifest({ repository: target.repository, tag: ref.tag, accept, log, baseUrl: `${req.protocol}://${req.get('host') ?? 'localhost'}` });
+      const answer = await generator.manifest({ repository: target.repository, tag: ref.tag, accept, log, baseUrl: `${req.protocol}://${req.get('host') ?? 'localhost'}` });
       options.onGeneration?.(generator.service, (performance.now() - started) / 1000);
-      manifest = await store.getManifest(descriptor.digest);
-      if (!manifest) throw new Error(`${generator.service} returned ${descriptor.digest}, which is not in the store`);
+      manifest = 'bytes' in answer ? answer : await store.getManifest(answer.digest);
+      if (!manifest) throw new Error(`${generator.service} returned ${answer.digest}, which is not in the store`);
       manifest = await negotiate(manifest, accept, ref.tag, generator, target, log);
     } else {
       manifest = await findManifest(generator, target, ref.digest, log);
@@ -138,12 +138,13 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
   }
 
   async function findManifest(generator: Generator, target: ServiceTarget, digest: string, log: Logger): Promise<StoredManifest | undefined> {
-    return (await store.getManifest(digest)) ?? (await generator.fetchManifest?.(target.repository, digest, log));
+    const stored = generator.storeless ? undefined : await store.getManifest(digest);
+    return stored ?? (await generator.fetchManifest?.(target.repository, digest, log));
   }
 
   async function serveBlob(req: Request, res: Response, generator: Generator, target: ServiceTarget, reference: string, log: Logger): Promise<void> {
     const digest = checkDigest(reference);
-    const stored = await store.statBlob(digest);
+    const stored = generator.storeless ? undefined : await store.statBlob(digest);
     const source = stored
       ? { size: stored.size, open: (range?: { start: number; end: number }) => store.readBlob(digest, range) }
       : await generator.fetchBlob?.(target.repository, digest, log);

@@ -1,8 +1,10 @@
-import { close, read } from 'node:fs';
+import { close, closeSync, fstat, open, read } from 'node:fs';
 import { Readable, type Writable } from 'node:stream';
 import { promisify } from 'node:util';
 
 const readFd = promisify(read);
+const openFd = promisify(open);
+const fstatFd = promisify(fstat);
 
 const CHUNK = 1 << 20;
 /** Buffers in rotation for sendTo: one being read while the others are being written. */
@@ -94,3 +96,21 @@ export function isSendable(stream: Readable): stream is SendableStream {
   return typeof (stream as Partial<SendableStream>).sendTo === 'function';
 }
 
+
+/**
+ * Opens `file` and returns a FileRangeStream over `range` (inclusive end, clipped to the
+ * file) or the whole file. Rejects (ENOENT and the like) before any stream exists. A plain
+ * descriptor, not a FileHandle: streams over a FileHandle read through the promise API and
+ * serve blobs at about half the speed.
+ */
+export async function openFileRange(file: string, range?: { start: number; end: number }): Promise<FileRangeStream> {
+  const fd = await openFd(file, 'r');
+  let size: number;
+  try {
+    size = (await fstatFd(fd)).size;
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  return new FileRangeStream(fd, range?.start ?? 0, range ? Math.min(range.end + 1, size) : size);
+}

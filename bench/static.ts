@@ -1,0 +1,126 @@
+/**
+ * bench/static: the static host against nginx serving `kontain export nginx` of the same
+ * tree, in one run:
+ *   - blob MB/s: `curl` GETs of a 100 MB blob (median of ROUNDS, the two servers alternating),
+ *   - manifest requests/s: `wrk` GETs of a manifest by tag (median of ROUNDS runs of SECONDS).
+ * Both serve from one process (nginx: one worker) and write no access log: kontain runs
+ * with KONTAIN_LOG_LEVEL=warn.
+ * Targets: blobs ≥ 0.7x nginx, manifests ≥ 0.5x nginx.
+ * Run: npm run build && node dist/bench/static.js   (needs nginx, curl and wrk)
+ */
+import { spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { randomBytes, createHash } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { MediaType } from '../src/oci/mediatypes.js';
+import { exportNginx } from '../src/static/nginx.js';
+import { startNginx } from '../test/support/nginx.js';
+import { freePort } from '../test/support/upstream-registry.js';
+import { runBench } from './support.js';
+import { fileURLToPath } from 'node:url';
+
+const exec = promisify(execFile);
+const ROUNDS = 5;
+const SECONDS = 5;
+const BLOB_BYTES = 100_000_000;
+const sha256 = (data: Buffer) => 'sha256:' + createHash('sha256').update(data).digest('hex');
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+/** A skopeo `dir:` copy written directly: one 100 MB layer, its config and manifest. */
+async function writeTree(root: string): Promise<{ manifest: string; blob: string }> {
+  const dir = path.join(root, 'bench', 'big', 'latest');
+  await mkdir(dir, { recursive: true });
+  const layer = randomBytes(BLOB_BYTES);
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MediaType.ociManifest,
+      config: { mediaType: MediaType.ociConfig, digest: sha256(config), size: config.length },
+      layers: [{ mediaType: MediaType.ociLayerGzip, digest: sha256(layer), size: layer.length }],
+    }),
+  );
+  await writeFile(path.join(dir, sha256(layer).slice(7)), layer);
+  await writeFile(path.join(dir, sha256(config).slice(7)), config);
+  await writeFile(path.join(dir, 'manifest.json'), manifest);
+  await writeFile(path.join(dir, 'version'), 'Directory Transport Version: 1.1\n');
+  return { manifest: '/v2/static/bench/big/manifests/latest', blob: `/v2/static/bench/big/blobs/${sha256(layer)}` };
+}
+
+/** `kontain serve` as a child process with the static host on `root`, once it answers. */
+async function startKontainProcess(root: string, store: string): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const entry = fileURLToPath(new URL('../cmd/kontain.js', import.meta.url));
+  const child = spawn(process.execPath, [entry, 'serve'], {
+    env: { ...process.env, PORT: String(port), KONTAIN_LOG_LEVEL: 'warn', KONTAIN_STATIC_ROOT: root, KONTAIN_STORE: store, KONTAIN_GC_INTERVAL: '0' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`kontain exited with ${child.exitCode}`);
+    if (await fetch(`${url}/v2/`).then((r) => r.ok, () => false)) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    url,
+    async stop() {
+      const gone = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await gone;
+    },
+  };
+}
+
+/** MB/s of one GET of `url`, the body thrown away by curl. */
+async function blobSpeed(url: string): Promise<number> {
+  const { stdout } = await exec('curl', ['-sf', '-o', '/dev/null', '-w', '%{size_download} %{speed_download}', url]);
+  const [size, speed] = stdout.trim().split(' ').map(Number) as [number, number];
+  if (size !== BLOB_BYTES) throw new Error(`${url} gave ${size} bytes`);
+  return speed / 1e6;
+}
+
+/** Requests/s of `wrk` on `url` over SECONDS (one thread, 16 connections). */
+async function manifestRate(url: string): Promise<number> {
+  const { stdout } = await exec('wrk', ['-t1', '-c16', `-d${SECONDS}s`, '-H', `Accept: ${MediaType.ociManifest}`, url]);
+  if (/Non-2xx/.test(stdout)) throw new Error(`wrk saw errors from ${url}:\n${stdout}`);
+  const match = /Requests\/sec:\s+([\d.]+)/.exec(stdout);
+  if (!match) throw new Error(`no rate in wrk output:\n${stdout}`);
+  return Number(match[1]);
+}
+
+async function main() {
+  const work = await mkdtemp(path.join(process.env.BENCH_DIR ?? tmpdir(), 'kontain-bench-static-'));
+  const root = path.join(work, 'tree');
+  const paths = await writeTree(root);
+  const kontain = await startKontainProcess(root, path.join(work, 'store'));
+  const nginx = await startNginx(await exportNginx({ root, namePrefix: 'static' }));
+  try {
+    const servers = { kontain: kontain.url, nginx: nginx.url };
+    const blob: Record<string, number[]> = { kontain: [], nginx: [] };
+    const manifest: Record<string, number[]> = { kontain: [], nginx: [] };
+    // Warm both (page cache, JIT) before measuring.
+    for (const base of Object.values(servers)) {
+      await blobSpeed(base + paths.blob);
+      await exec('wrk', ['-t1', '-c16', '-d1s', base + paths.manifest]);
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, base] of Object.entries(servers)) {
+        blob[name]!.push(await blobSpeed(base + paths.blob));
+        manifest[name]!.push(await manifestRate(base + paths.manifest));
+      }
+    }
+    const b = { kontain: median(blob.kontain!), nginx: median(blob.nginx!) };
+    const m = { kontain: median(manifest.kontain!), nginx: median(manifest.nginx!) };
+    console.log(`blob (100 MB)  kontain ${b.kontain.toFixed(0)} MB/s  nginx ${b.nginx.toFixed(0)} MB/s  ratio ${(b.kontain / b.nginx).toFixed(2)}x (target ≥ 0.7x)`);
+    console.log(`manifest       kontain ${m.kontain.toFixed(0)} req/s  nginx ${m.nginx.toFixed(0)} req/s  ratio ${(m.kontain / m.nginx).toFixed(2)}x (target ≥ 0.5x)`);
+  } finally {
+    await kontain.stop();
+    await nginx.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+runBench(main);

@@ -1,0 +1,64 @@
+import path from 'node:path';
+import { LRUCache } from 'lru-cache';
+import { SingleFlight } from '../util/single-flight.js';
+import { isCurrent, readRepository, type Stamp, type StaticRepository } from './repository.js';
+
+/** Manifest bytes held for repositories read recently; older ones are read again when asked for. */
+const CACHE_BYTES = 64 * 1024 * 1024;
+
+/** What a lookup found in a repository, and the files whose stats vouch that it still holds. */
+export interface Found<T> {
+  value: T;
+  sources: Stamp[];
+}
+
+/**
+ * A directory of images served as it is on disk. Each repository is read once and kept
+ * while the files it was read from are unchanged, so edits, new tags and `hardlink` runs
+ * are seen without a restart. A request that finds what it wants in the kept view checks
+ * only the file that put it there (one stat: a tag's manifest.json, a layout's
+ * index.json); anything else (a miss, a tag list) checks every directory and file the
+ * view was read from, and reads the repository again when one changed.
+ */
+export class StaticTree {
+  private readonly cache = new LRUCache<string, StaticRepository>({
+    maxSize: CACHE_BYTES,
+    sizeCalculation: (repo) => 1024 + [...repo.manifests.values()].reduce((sum, m) => sum + m.bytes.length, 0),
+  });
+  private readonly reads = new SingleFlight<StaticRepository | undefined>();
+  /**
+   * Requests arriving while a check of the same files is in flight share it: under load
+   * one round of stats answers many requests (stats were the largest cost per manifest).
+   */
+  private readonly checks = new SingleFlight<boolean>();
+
+  constructor(readonly root: string) {}
+
+  private current(key: string, stamps: readonly Stamp[]): Promise<boolean> {
+    return this.checks.run(key, () => isCurrent(stamps));
+  }
+
+  /** The repository `name` (relative to the root, already a valid distribution name), checked in full. */
+  async repository(name: string): Promise<StaticRepository | undefined> {
+    const cached = this.cache.get(name);
+    if (cached && (await this.current(`repository\0${name}`, cached.stamps))) return cached;
+    return this.reads.run(name, async () => {
+      const repo = await readRepository(name, path.join(this.root, ...name.split('/')));
+      if (repo) this.cache.set(name, repo);
+      else this.cache.delete(name);
+      return repo;
+    });
+  }
+
+  /**
+   * Looks `find` up in the repository: from the kept view when its sources are unchanged,
+   * else from a fully checked one. Undefined when there is no such repository.
+   */
+  async lookup<T>(name: string, find: (repo: StaticRepository) => Found<T> | undefined): Promise<{ value?: T } | undefined> {
+    const cached = this.cache.get(name);
+    const hit = cached && find(cached);
+    if (hit && (await this.current(hit.sources.map((s) => s.path).join('\0'), hit.sources))) return { value: hit.value };
+    const repo = await this.repository(name);
+    return repo && { value: find(repo)?.value };
+  }
+}
