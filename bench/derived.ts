@@ -85,7 +85,7 @@ async function convert(work: string, upstream: UpstreamRegistry, host: string, n
   const server = await startServerProcess({ KONTAIN_STORE: store, KONTAIN_INSECURE_REGISTRIES: upstream.host, KONTAIN_GC_INTERVAL: '0' });
   try {
     const url = `http://127.0.0.1:${server.port}/v2/${host}/${upstream.host.replace(':', '-')}/${name}/manifests/v1`;
-    const { seconds, result } = await timed(() => request(url, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } }));
+    const { seconds, result } = await timed(() => request(url, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' }, timeoutMs: 30 * 60_000 }));
     if (result.status !== 200) throw new Error(`${host}: ${result.status} ${result.body.toString()}`);
     return { seconds, rss: await peakRss(server.child.pid!) };
   } finally {

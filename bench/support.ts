@@ -1,13 +1,6 @@
 import { readFile } from 'node:fs/promises';
 
-export { startServerProcess } from '../test/support/server-process.js';
-
-/** Peak resident set size of a process, in bytes (Linux VmHWM). */
-export async function peakRss(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const match = /VmHWM:\s+(\d+) kB/.exec(status);
-  return match ? Number(match[1]) * 1024 : NaN;
-}
+export { peakRss, startServerProcess } from '../test/support/server-process.js';
 
 export async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; result: T }> {
   const start = process.hrtime.bigint();

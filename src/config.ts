@@ -61,6 +61,12 @@ export interface Config {
   mirrorStaleIfError: boolean;
   /** Delayed work backend (wait host). */
   tasks: TasksConfig;
+  /** flatten/estargz: uncompressed tar bytes one derived image may read from its upstream layers. */
+  derivedMaxBytes: number;
+  /** flatten/estargz: tar entries one derived image may read from its upstream layers (memory grows with them). */
+  derivedMaxEntries: number;
+  /** random: bytes of random layers being generated at once, all requests together. */
+  randomMaxBytesAtOnce: number;
   /** ko: Go module proxies, tried in order (`https://…` or `file:///…`); operator-trusted. */
   goproxy: string[];
   /** ko: base image when the module's .ko.yaml names none; operator-trusted. */
@@ -148,6 +154,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dockerConfigPath: env.KONTAIN_DOCKER_CONFIG?.trim() || undefined,
     mirrorStaleIfError: boolean(env, 'KONTAIN_MIRROR_STALE_IF_ERROR', true),
     tasks: parseTasks(env),
+    derivedMaxBytes: integer(env, 'KONTAIN_DERIVED_MAX_BYTES', 2 * 1024 ** 3, 1024 * 1024, Number.MAX_SAFE_INTEGER),
+    derivedMaxEntries: integer(env, 'KONTAIN_DERIVED_MAX_ENTRIES', 200_000, 100, 100_000_000),
+    randomMaxBytesAtOnce: integer(env, 'KONTAIN_RANDOM_MAX_BYTES_AT_ONCE', 10_000_000_000, 1, Number.MAX_SAFE_INTEGER),
     goproxy: list(env, 'KONTAIN_GOPROXY', ['https://proxy.golang.org']).map((url) => fetchableURL('KONTAIN_GOPROXY', url)),
     koBaseImage: env.KONTAIN_KO_BASE?.trim() || 'cgr.dev/chainguard/static:latest',
     koBuildTimeoutSeconds: integer(env, 'KONTAIN_KO_BUILD_TIMEOUT', 300, 1, 3600),

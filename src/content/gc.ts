@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { readObject, type ObjectInfo } from '../storage/backend.js';
 import { isSha256Digest } from '../oci/digest.js';
 import { ContentStore } from './store.js';
+import { removeAbandonedSpools } from '../oci/flatten.js';
 
 /**
  * Garbage collection of a content store: by reachability, not by age alone.
@@ -14,6 +15,8 @@ import { ContentStore } from './store.js';
  *    that are not in the store (mirror fetches them on demand) are skipped.
  * 4. Sweep: manifests, then blobs, that are neither live nor younger than the grace
  *    period are deleted, and so are `tmp/` uploads older than the grace period.
+ * 5. Crash leftovers outside the object names (the fs backend's temp files, flatten
+ *    spools) whose process is gone or that are older than the grace period.
  *
  * What protects what:
  * - An image with a live pointer is reachable, however old its objects are.
@@ -76,6 +79,8 @@ export interface GcReport {
   blobsDeleted: number;
   tmpKept: number;
   tmpDeleted: number;
+  /** Crash leftovers outside the object namespace: the fs store's temp files, flatten spools. */
+  leftoversDeleted: number;
   /**
    * Objects kept only because they are younger than the grace period: manifests no live
    * pointer reaches (what they reach is then kept as live), and unreachable blobs.
@@ -111,6 +116,7 @@ export async function collectGarbage(store: ContentStore, options: GcOptions = {
     blobsDeleted: 0,
     tmpKept: 0,
     tmpDeleted: 0,
+    leftoversDeleted: 0,
     keptByGrace: 0,
     keptAsReused: 0,
     manifestsMissing: 0,
@@ -219,9 +225,30 @@ export async function collectGarbage(store: ContentStore, options: GcOptions = {
   }
   await deleter.drain();
 
+  // 7. What crashed processes left outside the store's names.
+  const leftovers = await removeCrashLeftovers(store, graceMs, { dryRun });
+  report.leftoversDeleted = leftovers.removed;
+  report.bytesFreed += leftovers.bytes;
+
   report.manifestsMissing = marker.missing;
   report.durationMs = Date.now() - started;
   return report;
+}
+
+/** Leftovers whose owner cannot be checked are kept at least this long after their last write. */
+const LEFTOVER_MIN_AGE_MS = 15 * 60 * 1000;
+
+/**
+ * Removes temp files and flatten spools left by processes that died mid-write (their
+ * owner is gone from this host), and any untouched for the grace period (at least 15 minutes): files a live process
+ * is writing, this one's or another's sharing the store, are kept. Run at start and by gc.
+ */
+export async function removeCrashLeftovers(store: ContentStore, graceMs: number, options: { dryRun?: boolean } = {}): Promise<{ removed: number; bytes: number }> {
+  // A short grace must not take a slow but live write of another machine sharing the store.
+  const maxAgeMs = Math.max(graceMs, LEFTOVER_MIN_AGE_MS);
+  const temps = (await store.backend.removeAbandonedTemps?.(maxAgeMs, options)) ?? { removed: 0, bytes: 0 };
+  const spools = await removeAbandonedSpools(maxAgeMs, options);
+  return { removed: temps.removed + spools.removed, bytes: temps.bytes + spools.bytes };
 }
 
 export interface PeriodicGcOptions extends Omit<GcOptions, 'signal' | 'now' | 'dryRun'> {

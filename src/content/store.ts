@@ -201,22 +201,36 @@ export class ContentStore {
   /**
    * The cached image for (service, key), building it once if there is none: concurrent
    * callers for the same key share one build in this process, and instances sharing the
-   * store share one build through a lease (the others wait for its pointer).
+   * store share one build through a lease (the others wait for its pointer). With
+   * `signal` (the client's connection), a caller that leaves stops waiting, and the
+   * build's own signal aborts once every caller in this process has left.
    */
-  async cached(service: string, key: string, build: () => Promise<Descriptor>): Promise<Descriptor> {
+  async cached(service: string, key: string, build: (signal: AbortSignal) => Promise<Descriptor>, signal?: AbortSignal): Promise<Descriptor> {
     const hit = await this.usablePointer(service, key);
     this.onCacheLookup?.(service, hit ? 'hit' : 'miss');
     if (hit) return hit;
-    return this.builds.run(`${service}\0${key}`, () =>
-      this.leases.once(`pointer:${service}\0${key}`, {
-        done: () => this.usablePointer(service, key),
-        work: async () => {
-          const descriptor = await build();
-          await this.setPointer(service, key, descriptor);
-          return descriptor;
-        },
-      }),
+    return this.builds.run(
+      `${service}\0${key}`,
+      (buildSignal) =>
+        this.leases.once(
+          `pointer:${service}\0${key}`,
+          {
+            done: () => this.usablePointer(service, key),
+            work: async () => {
+              const descriptor = await build(buildSignal);
+              await this.setPointer(service, key, descriptor);
+              return descriptor;
+            },
+          },
+          buildSignal,
+        ),
+      signal,
     );
+  }
+
+  /** Deletes a blob nothing else can refer to (the layers of a random image whose client left). */
+  async deleteBlob(digest: string): Promise<void> {
+    await this.backend.delete(ContentStore.blobName(digest));
   }
 
   /** Deletes a manifest (garbage collection), also from memory so it is not served on. */

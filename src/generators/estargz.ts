@@ -25,7 +25,7 @@ export class EstargzGenerator extends DerivedGenerator {
     // Two layers at a time: each conversion is mostly decompression and compression on
     // the thread pool, so a second one keeps another core busy.
     const layers = await mapConcurrent(image.manifest.layers, LAYER_CONCURRENCY, async (layer) => {
-      const written = await writeEstargzLayer(this.store, await image.openLayer(layer), { gzipLevel: DERIVED_GZIP_LEVEL });
+      const written = await writeEstargzLayer(this.store, await image.openLayer(layer), { gzipLevel: DERIVED_GZIP_LEVEL, budget: image.budget });
       return { ...written, annotations: written.annotations };
     });
     const { rootfs: _rootfs, ...config } = image.config;

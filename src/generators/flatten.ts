@@ -18,7 +18,19 @@ export class FlattenGenerator extends DerivedGenerator {
   }
 
   protected async transform(image: UpstreamImage, _log: Logger): Promise<Descriptor> {
-    const layer = await writeGzipLayer(this.store, flattenLayers(image.manifest.layers.map((l) => () => image.openLayer(l))), { gzipLevel: DERIVED_GZIP_LEVEL });
+    const tar = flattenLayers(
+      image.manifest.layers.map((l) => () => image.openLayer(l)),
+      { budget: image.budget },
+    );
+    // Nobody waits any more: stop reading and writing, which removes the spool and the upload.
+    const stop = () => tar.destroy(image.signal.reason instanceof Error ? image.signal.reason : new Error('build cancelled'));
+    image.signal.addEventListener('abort', stop, { once: true });
+    let layer;
+    try {
+      layer = await writeGzipLayer(this.store, tar, { gzipLevel: DERIVED_GZIP_LEVEL });
+    } finally {
+      image.signal.removeEventListener('abort', stop);
+    }
     const { rootfs: _rootfs, history: _history, ...kept } = image.config;
     const config: Partial<ImageConfig> & Pick<ImageConfig, 'architecture' | 'os'> = {
       ...kept,

@@ -17,6 +17,11 @@ export interface TagRequest {
   log: Logger;
   /** `scheme://host` the client used, for URLs in messages (a build's log). */
   baseUrl?: string;
+  /**
+   * Aborts when the client goes away before its answer. Optional: a generator that
+   * honours it stops its work and removes what it wrote for this request alone.
+   */
+  signal?: AbortSignal;
 }
 
 /** A blob a generator can produce on demand (mirror fetches it from upstream). */

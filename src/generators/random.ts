@@ -10,6 +10,8 @@ import type { Descriptor } from '../oci/types.js';
 import type { FormatFamily } from '../oci/mediatypes.js';
 import type { ContentStore } from '../content/store.js';
 import type { Generator, GeneratorContext, TagRequest } from './generator.js';
+import type { Logger } from 'pino';
+import { Semaphore } from '../util/semaphore.js';
 
 export const RANDOM_MAX_LAYERS = 99;
 export const RANDOM_MAX_SIZE = 99_999_999;
@@ -51,15 +53,19 @@ export function parseRandomTag(tag: string): RandomShape {
 /**
  * A tar holding one file of `size` random bytes, produced chunk by chunk. The next chunk
  * is filled on the thread pool while the current one is hashed on the main thread.
+ * When `signal` aborts, the stream fails with its reason at the next chunk.
  */
-export function randomLayerTar(name: string, size: number): Readable {
+export function randomLayerTar(name: string, size: number, signal?: AbortSignal): Readable {
   const pack = tar.pack();
   const entry = pack.entry({ name, size, mode: 0o644, mtime: new Date(0), uid: 0, gid: 0, type: 'file' });
+  // Destroying the pack fails the entry too; the pack's own error is the one that is reported.
+  entry.on('error', () => undefined);
   (async () => {
     let remaining = size;
     let pending = remaining > 0 ? randomChunk(Math.min(CHUNK, remaining)) : undefined;
     while (pending) {
       const chunk = await pending;
+      signal?.throwIfAborted();
       remaining -= chunk.length;
       pending = remaining > 0 ? randomChunk(Math.min(CHUNK, remaining)) : undefined;
       if (!entry.write(chunk)) await once(entry, 'drain');
@@ -76,21 +82,56 @@ export class RandomGenerator implements Generator {
   readonly summary = 'A new image of random layers on every pull: N layers of SIZE random bytes each, from a tag like 4x100 (default: one 10 MB layer).';
   readonly examples = ['random/x:4x100', 'random/busybox:3x10mb'];
 
-  constructor(private readonly context: GeneratorContext) {}
+  /** Bytes of images being generated, all requests together (`KONTAIN_RANDOM_MAX_BYTES_AT_ONCE`). */
+  private readonly generating: Semaphore;
+
+  constructor(private readonly context: GeneratorContext) {
+    this.generating = new Semaphore(context.config.randomMaxBytesAtOnce);
+  }
 
   async manifest(request: TagRequest): Promise<Descriptor> {
-    return writeRandomImage(this.context.store, parseRandomTag(request.tag), request.accept.preferredFamily());
+    const shape = parseRandomTag(request.tag);
+    const bytes = shape.layers * shape.size;
+    const cap = this.context.config.randomMaxBytesAtOnce;
+    if (bytes > cap) {
+      throw new RegistryError(
+        'MANIFEST_UNKNOWN',
+        `tag ${request.tag} asks for ${bytes.toLocaleString('en-US')} bytes of layers; this server generates at most ${cap.toLocaleString('en-US')} at once (KONTAIN_RANDOM_MAX_BYTES_AT_ONCE)`,
+        { status: 422 },
+      );
+    }
+    // Waits its turn while other requests hold the cap; leaves the queue if its client does.
+    return this.generating.run(() => writeRandomImage(this.context.store, shape, request.accept.preferredFamily(), request.signal, request.log), {
+      weight: bytes,
+      signal: request.signal,
+    });
   }
 }
 
-/** Writes an image of `shape.layers` layers of `shape.size` random bytes each (random and wait hosts). */
-export async function writeRandomImage(store: ContentStore, shape: RandomShape, family: FormatFamily): Promise<Descriptor> {
-  // A few layers at a time, so one layer's fsync overlaps the next one's hashing; a
-  // small bound keeps memory flat for 99-layer images.
-  const layers = await mapConcurrent(Array.from({ length: shape.layers }, (_, i) => i), LAYER_CONCURRENCY, (i) =>
-    // Random bytes do not compress: gzip level 0 keeps valid gzip layers without the cost.
-    writeGzipLayer(store, randomLayerTar(`random-${i}`, shape.size), { gzipLevel: 0 }),
-  );
+/**
+ * Writes an image of `shape.layers` layers of `shape.size` random bytes each (random and
+ * wait hosts). When `signal` aborts (the client left), writing stops and the layers
+ * already written are deleted: they are random, so no other image can share them.
+ */
+export async function writeRandomImage(store: ContentStore, shape: RandomShape, family: FormatFamily, signal?: AbortSignal, log?: Logger): Promise<Descriptor> {
+  const written: string[] = [];
+  let layers;
+  try {
+    // A few layers at a time, so one layer's fsync overlaps the next one's hashing; a
+    // small bound keeps memory flat for 99-layer images.
+    layers = await mapConcurrent(Array.from({ length: shape.layers }, (_, i) => i), LAYER_CONCURRENCY, async (i) => {
+      signal?.throwIfAborted();
+      // Random bytes do not compress: gzip level 0 keeps valid gzip layers without the cost.
+      const layer = await writeGzipLayer(store, randomLayerTar(`random-${i}`, shape.size, signal), { gzipLevel: 0 });
+      written.push(layer.digest);
+      return layer;
+    });
+  } catch (err) {
+    if (!signal?.aborted) throw err;
+    await Promise.all(written.map((digest) => store.deleteBlob(digest)));
+    log?.info({ layersWritten: written.length, layers: shape.layers }, 'random: the client left; generation stopped and its layers deleted');
+    throw err;
+  }
   const created = new Date().toISOString();
   return writeImage(store, {
     family,

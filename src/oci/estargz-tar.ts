@@ -11,6 +11,14 @@ import type { Readable } from 'node:stream';
 
 export const BLOCK = 512;
 
+/** A layer that is not a well-formed tar stream: the producer's fault, not ours. */
+export class TarFormatError extends Error {
+  constructor(message: string) {
+    super(`tar: ${message}`);
+    this.name = 'TarFormatError';
+  }
+}
+
 export type TocEntryType = 'dir' | 'reg' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
 
 export interface TarHeader {
@@ -35,8 +43,8 @@ export interface TarHeader {
   mtime: number;
   devMajor: number;
   devMinor: number;
-  /** `SCHILY.xattr.*` PAX records, values as raw bytes. */
-  xattrs: Map<string, Buffer>;
+  /** `SCHILY.xattr.*` PAX records, values as raw bytes (one shared empty map when there are none). */
+  xattrs: ReadonlyMap<string, Buffer>;
 }
 
 /** Pull-style reads of exact byte counts from a stream, without copying large payloads. */
@@ -83,7 +91,7 @@ class ByteSource {
   async skip(n: number): Promise<void> {
     while (n > 0) {
       const part = await this.readSome(n);
-      if (!part) throw new Error('tar: unexpected end of stream');
+      if (!part) throw new TarFormatError('unexpected end of stream');
       n -= part.length;
     }
   }
@@ -97,6 +105,9 @@ class ByteSource {
     await this.iterator.return?.();
   }
 }
+
+/** Shared by every entry without xattrs: a layer of a million files need not hold a million empty maps. */
+export const NO_XATTRS: ReadonlyMap<string, Buffer> = new Map();
 
 const HEADER_ONLY = new Set(['1', '2', '3', '4', '5', '6']);
 
@@ -130,18 +141,18 @@ export class TarReader {
       const block = await this.source.read(BLOCK);
       // A stream that stops at a block boundary without end blocks is accepted, as Go does.
       if (block.length === 0 && raw.length === 0) return this.end();
-      if (block.length < BLOCK) throw new Error('tar: unexpected end of stream inside a header');
+      if (block.length < BLOCK) throw new TarFormatError('unexpected end of stream inside a header');
       if (isZero(block)) {
-        if (raw.length > 0) throw new Error('tar: end-of-archive block after an extension header');
+        if (raw.length > 0) throw new TarFormatError('end-of-archive block after an extension header');
         return this.end();
       }
       verifyChecksum(block);
       const typeflag = String.fromCharCode(block[156]!);
       const size = parseNumeric(block.subarray(124, 136), 'size');
       if (typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K') {
-        if (size > 1 << 20) throw new Error(`tar: ${typeflag} extension header of ${size} bytes is too large`);
+        if (size > 1 << 20) throw new TarFormatError(`${typeflag} extension header of ${size} bytes is too large`);
         const body = await this.source.read(size + padTo(size));
-        if (body.length < size + padTo(size)) throw new Error('tar: unexpected end of stream inside a header');
+        if (body.length < size + padTo(size)) throw new TarFormatError('unexpected end of stream inside a header');
         const data = body.subarray(0, size);
         if (typeflag === 'g') {
           globalRaw.push(block, body);
@@ -166,7 +177,7 @@ export class TarReader {
   async readPayload(max: number): Promise<Buffer | undefined> {
     if (this.remaining === 0) return undefined;
     const part = await this.source.readSome(Math.min(max, this.remaining));
-    if (!part) throw new Error('tar: unexpected end of stream inside a file');
+    if (!part) throw new TarFormatError('unexpected end of stream inside a file');
     this.remaining -= part.length;
     return part;
   }
@@ -200,7 +211,7 @@ export class TarReader {
     for (const [k, v] of local ?? []) records.set(k, v);
     const record = (key: string): string | undefined => records.get(key)?.toString('utf8');
     for (const key of records.keys()) {
-      if (key.startsWith('GNU.sparse.')) throw new Error('tar: sparse files are not supported');
+      if (key.startsWith('GNU.sparse.')) throw new TarFormatError('sparse files are not supported');
     }
 
     const magic = block.subarray(257, 263).toString('latin1');
@@ -242,15 +253,19 @@ export class TarReader {
         type = 'fifo';
         break;
       default:
-        throw new Error(`tar: entry ${JSON.stringify(name)} has unsupported type ${JSON.stringify(typeflag)}`);
+        throw new TarFormatError(`entry ${JSON.stringify(name)} has unsupported type ${JSON.stringify(typeflag)}`);
     }
 
     const paxSize = record('size');
     let size = paxSize !== undefined ? parseDecimal(paxSize, 'size') : headerSize;
     if (HEADER_ONLY.has(typeflag)) size = 0;
     const extended = ustar || gnu;
-    const xattrs = new Map<string, Buffer>();
-    for (const [k, v] of records) if (k.startsWith('SCHILY.xattr.')) xattrs.set(k.slice('SCHILY.xattr.'.length), v);
+    let xattrs: ReadonlyMap<string, Buffer> = NO_XATTRS;
+    for (const [k, v] of records) {
+      if (!k.startsWith('SCHILY.xattr.')) continue;
+      if (xattrs === NO_XATTRS) xattrs = new Map();
+      (xattrs as Map<string, Buffer>).set(k.slice('SCHILY.xattr.'.length), v);
+    }
 
     return {
       raw,
@@ -298,7 +313,7 @@ function verifyChecksum(block: Buffer): void {
     signed += c > 127 ? c - 256 : c;
   }
   const stored = parseNumeric(block.subarray(148, 156), 'checksum');
-  if (stored !== unsigned && stored !== signed) throw new Error('tar: header checksum mismatch (not a tar stream, or corrupt)');
+  if (stored !== unsigned && stored !== signed) throw new TarFormatError('header checksum mismatch (not a tar stream, or corrupt)');
 }
 
 /** An octal field, or GNU base-256 when the high bit of the first byte is set. */
@@ -313,27 +328,27 @@ function parseNumeric(field: Buffer, what: string): number {
     }
     if (negative) value = -value - 1n;
     if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) {
-      throw new Error(`tar: ${what} field out of range`);
+      throw new TarFormatError(`${what} field out of range`);
     }
     return Number(value);
   }
   const text = field.toString('latin1').replace(/\0.*$/s, '').trim();
   if (text === '') return 0;
-  if (!/^[0-7]+$/.test(text)) throw new Error(`tar: invalid ${what} field ${JSON.stringify(text)}`);
+  if (!/^[0-7]+$/.test(text)) throw new TarFormatError(`invalid ${what} field ${JSON.stringify(text)}`);
   return parseInt(text, 8);
 }
 
 function parseDecimal(text: string, what: string): number {
-  if (!/^\d+$/.test(text)) throw new Error(`tar: invalid PAX ${what} ${JSON.stringify(text)}`);
+  if (!/^\d+$/.test(text)) throw new TarFormatError(`invalid PAX ${what} ${JSON.stringify(text)}`);
   const value = Number(text);
-  if (!Number.isSafeInteger(value)) throw new Error(`tar: PAX ${what} out of range`);
+  if (!Number.isSafeInteger(value)) throw new TarFormatError(`PAX ${what} out of range`);
   return value;
 }
 
 /** PAX `mtime` ("secs[.frac]") rounded to whole seconds like Go's Time.Round(time.Second): floor(t + 0.5). */
 function roundPaxTime(text: string): number {
   const m = /^(-?)(\d+)(?:\.(\d*))?$/.exec(text);
-  if (!m) throw new Error(`tar: invalid PAX mtime ${JSON.stringify(text)}`);
+  if (!m) throw new TarFormatError(`invalid PAX mtime ${JSON.stringify(text)}`);
   const seconds = Number(m[2]);
   const nanos = Number((m[3] ?? '').padEnd(9, '0').slice(0, 9));
   if (m[1] === '-') return -seconds - (nanos > 500_000_000 ? 1 : 0);
@@ -346,14 +361,14 @@ export function parsePax(data: Buffer): Map<string, Buffer> {
   let pos = 0;
   while (pos < data.length) {
     const space = data.indexOf(0x20, pos);
-    if (space === -1) throw new Error('tar: malformed PAX record');
+    if (space === -1) throw new TarFormatError('malformed PAX record');
     const len = Number(data.subarray(pos, space).toString('latin1'));
     if (!Number.isInteger(len) || len <= space - pos + 1 || pos + len > data.length || data[pos + len - 1] !== 0x0a) {
-      throw new Error('tar: malformed PAX record');
+      throw new TarFormatError('malformed PAX record');
     }
     const record = data.subarray(space + 1, pos + len - 1);
     const eq = record.indexOf(0x3d);
-    if (eq <= 0) throw new Error('tar: malformed PAX record');
+    if (eq <= 0) throw new TarFormatError('malformed PAX record');
     records.set(record.subarray(0, eq).toString('utf8'), Buffer.from(record.subarray(eq + 1)));
     pos += len;
   }

@@ -23,7 +23,8 @@ import { gzip, gzipSync } from 'node:zlib';
 import type { ContentStore } from '../content/store.js';
 import { sha256Digest } from './digest.js';
 import type { WrittenLayer } from './layer.js';
-import { BLOCK, TarReader, padTo, ustarHeader, type TarHeader } from './estargz-tar.js';
+import type { ContentBudget } from './content-budget.js';
+import { BLOCK, NO_XATTRS, TarFormatError, TarReader, padTo, ustarHeader, type TarHeader } from './estargz-tar.js';
 import {
   LANDMARK_CONTENTS,
   NO_PREFETCH_LANDMARK,
@@ -49,6 +50,8 @@ export interface EstargzLayerOptions {
    * its pull, and 9 costs several times the CPU for a few percent of size.
    */
   gzipLevel?: number;
+  /** Counts every entry read (and fails the layer past its limit), so the TOC cannot outgrow it. */
+  budget?: ContentBudget;
 }
 
 export interface WrittenEstargzLayer extends WrittenLayer {
@@ -115,6 +118,7 @@ type PayloadSource = (max: number) => Promise<Buffer | undefined>;
 class EstargzWriter {
   private readonly chunkSize: number;
   private readonly level: number;
+  private readonly budget?: ContentBudget;
   /** Compressed bytes emitted so far: the offset at which the next emitted member starts. */
   private compressed = 0;
   /** Members being compressed, oldest first, with the TOC entries that start at each. */
@@ -137,6 +141,7 @@ class EstargzWriter {
   constructor(options: EstargzLayerOptions) {
     this.chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
     this.level = options.gzipLevel ?? 6;
+    this.budget = options.budget;
     if (!Number.isSafeInteger(this.chunkSize) || this.chunkSize < 1) throw new Error(`invalid eStargz chunk size ${options.chunkSize}`);
     if (!Number.isInteger(this.level) || this.level < 0 || this.level > 9) throw new Error(`invalid gzip level ${options.gzipLevel}`);
   }
@@ -161,6 +166,7 @@ class EstargzWriter {
       });
 
       for (let header = await reader.next(); header; header = await reader.next()) {
+        this.budget?.countEntry();
         if (DROPPED.has(cleanEntryName(header.name))) {
           // A layer that already is eStargz: its TOC and landmarks describe the old blob.
           for (const block of header.globalRaw) this.write(block);
@@ -223,7 +229,7 @@ class EstargzWriter {
       const chunk = createHash('sha256');
       for (let got = 0; got < length; ) {
         const part = await payload(length - got);
-        if (!part) throw new Error(`tar: ${header.name} ends before its ${header.size} bytes`);
+        if (!part) throw new TarFormatError(`${header.name} ends before its ${header.size} bytes`);
         chunk.update(part);
         whole.update(part);
         this.write(part);
@@ -322,7 +328,7 @@ function syntheticHeader(name: string, size: number): TarHeader {
     mtime: 0,
     devMajor: 0,
     devMinor: 0,
-    xattrs: new Map(),
+    xattrs: NO_XATTRS,
   };
 }
 

@@ -13,7 +13,7 @@
  * inode: deleting or replacing one name leaves the others with the old content, and the
  * emitter links a group to whichever surviving name sorts first.
  */
-import type { TarHeader } from './estargz-tar.js';
+import { NO_XATTRS, type TarHeader } from './estargz-tar.js';
 
 export interface Attrs {
   /** Permission bits with setuid/setgid/sticky (0o7777); the file type lives in the node. */
@@ -24,7 +24,7 @@ export interface Attrs {
   gname: string;
   /** Seconds since the epoch. */
   mtime: number;
-  xattrs: Map<string, Buffer>;
+  xattrs: ReadonlyMap<string, Buffer>;
 }
 
 export type InodeType = 'reg' | 'symlink' | 'char' | 'block' | 'fifo';
@@ -107,7 +107,7 @@ export function isWhiteoutName(name: string): boolean {
 
 export function implicitAttrs(): Attrs {
   // What containerd and umoci give a parent directory no entry described.
-  return { mode: 0o755, uid: 0, gid: 0, uname: '', gname: '', mtime: 0, xattrs: new Map() };
+  return { mode: 0o755, uid: 0, gid: 0, uname: '', gname: '', mtime: 0, xattrs: NO_XATTRS };
 }
 
 function attrsOf(h: TarHeader): Attrs {
@@ -118,7 +118,8 @@ function attrsOf(h: TarHeader): Attrs {
     uname: h.uname,
     gname: h.gname,
     mtime: h.mtime,
-    xattrs: new Map(h.xattrs),
+    // Never changed once read, so the header's map (often the shared empty one) is kept as is.
+    xattrs: h.xattrs,
   };
 }
 
@@ -332,16 +333,32 @@ export class FlattenTree<C> {
    * prefix) always sorts before its children. The root comes first as ''.
    */
   entries(): TreeEntry<C>[] {
-    const out: Array<TreeEntry<C> & { key: Buffer }> = [];
+    const out: TreeEntry<C>[] = [{ path: '', node: this.root }];
     const visit = (dir: DirNode<C>, prefix: string) => {
       for (const [name, child] of dir.children) {
         const path = prefix === '' ? name : `${prefix}/${name}`;
-        out.push({ path, node: child, key: Buffer.from(path, 'utf8') });
+        out.push({ path, node: child });
         if (child.kind === 'dir') visit(child, path);
       }
     };
     visit(this.root, '');
-    out.sort((a, b) => Buffer.compare(a.key, b.key));
-    return [{ path: '', node: this.root }, ...out.map(({ path, node }) => ({ path, node }))];
+    // In place, without a byte key per path: a million-file tree has no memory to spare.
+    out.sort((a, b) => compareUtf8(a.path, b.path));
+    return out;
   }
+}
+
+/**
+ * Orders strings as their UTF-8 bytes would sort (code point order). UTF-16 code units
+ * agree except that surrogates (U+D800-DFFF, code points above U+FFFF) must sort after
+ * U+E000-FFFF; only the first differing unit needs that fix-up.
+ */
+export function compareUtf8(a: string, b: string): number {
+  if (a === b) return 0;
+  const length = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < length && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  if (i === length) return a.length - b.length;
+  const rank = (unit: number) => (unit >= 0xe000 ? unit - 0x800 : unit >= 0xd800 ? unit + 0x2000 : unit);
+  return rank(a.charCodeAt(i)) - rank(b.charCodeAt(i));
 }

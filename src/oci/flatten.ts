@@ -29,8 +29,10 @@ import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { TarReader, type TarHeader } from './estargz-tar.js';
+import { TarFormatError, TarReader, type TarHeader } from './estargz-tar.js';
 import { FlattenTree, FlattenError, isWhiteoutName, type TreeEntry } from './flatten-tree.js';
+import { ownedPrefix, removeAbandoned, type LeftoverSweep } from '../util/leftovers.js';
+import { BudgetExceeded, type ContentBudget } from './content-budget.js';
 import { END_OF_ARCHIVE, encodeHeader, paddingFor, type OutputHeader } from './flatten-tar-writer.js';
 
 export { FlattenError } from './flatten-tree.js';
@@ -41,6 +43,8 @@ export type LayerOpener = () => Promise<Readable>;
 export interface FlattenOptions {
   /** Where the spool directory is made (default `os.tmpdir()`). */
   tmpDir?: string;
+  /** Counts every entry read (and fails the flatten past its limit) before anything is kept for it. */
+  budget?: ContentBudget;
 }
 
 /** A spooled payload: which layer's spool file and where in it. */
@@ -71,8 +75,13 @@ export function flattenLayers(layers: LayerOpener[], options: FlattenOptions = {
   return out;
 }
 
-/** Layers spooled at once: while one layer's tar is applied, the next is already decompressing. */
+/** Layers read at once: while one layer's entries are applied, the next is already decompressing. */
 const READ_AHEAD = 2;
+/**
+ * Headers a layer may read ahead of the tree. Past this the reader waits for the tree to
+ * catch up, so memory for pending headers stays flat however many entries a layer has.
+ */
+const MAX_PENDING_ENTRIES = 8192;
 
 async function* generate(layers: LayerOpener[], options: FlattenOptions, signal: AbortSignal): AsyncGenerator<Buffer> {
   const spool = await Spool.create(options.tmpDir ?? tmpdir());
@@ -80,12 +89,11 @@ async function* generate(layers: LayerOpener[], options: FlattenOptions, signal:
   const stop = new AbortController();
   const onAbort = () => stop.abort(signal.reason);
   signal.addEventListener('abort', onAbort, { once: true });
-  const reads: Promise<SpooledEntry[]>[] = [];
+  const reads: LayerEntries[] = [];
   const startRead = (i: number) => {
     if (i >= layers.length) return;
-    const read = spoolLayer(i, layers[i]!, spool, stop.signal);
-    read.catch(() => undefined);
-    reads[i] = read;
+    reads[i] = new LayerEntries(stop.signal);
+    reads[i]!.fill(spoolLayer(i, layers[i]!, spool, reads[i]!, options.budget, stop.signal));
   };
   try {
     for (let i = 0; i < READ_AHEAD; i++) startRead(i);
@@ -94,18 +102,17 @@ async function* generate(layers: LayerOpener[], options: FlattenOptions, signal:
       release: (ref) => spool.release(ref.layer),
     });
     for (let i = 0; i < layers.length; i++) {
-      const entries = await reads[i]!;
+      tree.beginLayer(i);
+      for await (const { header, content } of reads[i]!.drain()) tree.apply(header, content);
       signal.throwIfAborted();
       startRead(i + READ_AHEAD);
-      tree.beginLayer(i);
-      for (const { header, content } of entries) tree.apply(header, content);
       await spool.finishLayer(i);
     }
     yield* emit(tree.entries(), spool, signal);
   } finally {
     signal.removeEventListener('abort', onAbort);
     stop.abort(new Error('flatten: finished'));
-    await Promise.allSettled(reads);
+    await Promise.allSettled(reads.map((read) => read.finished));
     await spool.dispose();
   }
 }
@@ -116,8 +123,75 @@ interface SpooledEntry {
   content?: SpoolRef;
 }
 
-/** Reads one layer to the end: payloads into its spool file, headers (without their raw blocks) into a list. */
-async function spoolLayer(index: number, openLayer: LayerOpener, spool: Spool, signal: AbortSignal): Promise<SpooledEntry[]> {
+/**
+ * One layer's entries between its reader and the tree: a bounded queue. The reader waits
+ * while it is full; the tree takes entries in order and learns how the read ended.
+ */
+class LayerEntries {
+  private readonly queue: SpooledEntry[] = [];
+  private ended = false;
+  private failure: unknown;
+  private wakeReader?: () => void;
+  private wakeTree?: () => void;
+  finished: Promise<void> = Promise.resolve();
+
+  constructor(private readonly signal: AbortSignal) {
+    signal.addEventListener('abort', () => this.wake(), { once: true });
+  }
+
+  fill(read: Promise<void>): void {
+    this.finished = read.then(
+      () => this.end(undefined),
+      (err: unknown) => this.end(err ?? new Error('flatten: layer read failed')),
+    );
+  }
+
+  async push(entry: SpooledEntry): Promise<void> {
+    this.queue.push(entry);
+    this.wakeTree?.();
+    while (this.queue.length >= MAX_PENDING_ENTRIES && !this.signal.aborted) {
+      await new Promise<void>((resolve) => (this.wakeReader = resolve));
+    }
+    this.signal.throwIfAborted();
+  }
+
+  async *drain(): AsyncGenerator<SpooledEntry> {
+    for (;;) {
+      // Taken in batches: one wake-up per batch, not per entry.
+      const batch = this.queue.splice(0, this.queue.length);
+      this.wakeReader?.();
+      yield* batch;
+      if (batch.length > 0) continue;
+      if (this.ended) {
+        if (this.failure !== undefined) throw this.failure;
+        return;
+      }
+      this.signal.throwIfAborted();
+      await new Promise<void>((resolve) => (this.wakeTree = resolve));
+    }
+  }
+
+  private end(failure: unknown): void {
+    this.ended = true;
+    this.failure = failure;
+    this.wake();
+  }
+
+  private wake(): void {
+    this.wakeReader?.();
+    this.wakeTree?.();
+  }
+}
+
+/** Reads one layer to the end: payloads into its spool file, headers (without their raw blocks) into the queue. */
+async function spoolLayer(
+  index: number,
+  openLayer: LayerOpener,
+  spool: Spool,
+  out: LayerEntries,
+  budget: ContentBudget | undefined,
+  signal: AbortSignal,
+): Promise<void> {
   const stream = await openLayer();
   if (signal.aborted) {
     // Stopped while the layer was being opened: nobody else will close it.
@@ -127,30 +201,31 @@ async function spoolLayer(index: number, openLayer: LayerOpener, spool: Spool, s
   const onAbort = () => stream.destroy(new Error('flatten: output stream destroyed'));
   signal.addEventListener('abort', onAbort, { once: true });
   const reader = new TarReader(stream);
-  const entries: SpooledEntry[] = [];
   try {
     for (;;) {
       const header = await reader.next();
       if (!header) break;
       signal.throwIfAborted();
+      budget?.countEntry();
       let content: SpoolRef | undefined;
       // Whiteout markers never become files, so their (normally empty) payload is skipped.
       if (header.type === 'reg' && header.size > 0 && !isWhiteoutName(header.name)) {
         content = await spool.append(index, reader, header.size);
       }
       // The raw blocks are half a kilobyte per entry and only the estargz writer needs them.
-      entries.push({ header: { ...header, raw: [], globalRaw: [] }, content });
+      await out.push({ header: { ...header, raw: NO_BLOCKS, globalRaw: NO_BLOCKS }, content });
     }
-    return entries;
   } catch (err) {
     await reader.close().catch(() => {});
     stream.destroy();
-    if (signal.aborted) throw err;
+    if (signal.aborted || err instanceof BudgetExceeded) throw err;
     throw new Error(`flatten: reading layer ${index}: ${(err as Error).message}`, { cause: err });
   } finally {
     signal.removeEventListener('abort', onAbort);
   }
 }
+
+const NO_BLOCKS: Buffer[] = [];
 
 /**
  * Writes the tree as one tar. The first name of a hardlink group in sort order carries
@@ -200,6 +275,16 @@ interface SpoolFile {
   live: number;
 }
 
+const SPOOL_PREFIX = 'kontain-flatten-';
+
+/**
+ * Deletes spool directories that crashed processes left in `dir` (default the temp
+ * directory): those whose process is gone, and any untouched for `maxAgeMs`.
+ */
+export function removeAbandonedSpools(maxAgeMs: number, options: { dir?: string; dryRun?: boolean } = {}): Promise<LeftoverSweep> {
+  return removeAbandoned(options.dir ?? tmpdir(), SPOOL_PREFIX, maxAgeMs, options);
+}
+
 /** Per-layer append-only files of regular-file payloads, in a private temp directory. */
 class Spool {
   private readonly files = new Map<number, SpoolFile>();
@@ -207,7 +292,7 @@ class Spool {
   private constructor(private readonly dir: string) {}
 
   static async create(base: string): Promise<Spool> {
-    return new Spool(await mkdtemp(path.join(base, 'kontain-flatten-')));
+    return new Spool(await mkdtemp(path.join(base, ownedPrefix(SPOOL_PREFIX))));
   }
 
   /** Copies the current entry's payload from the tar into the layer's spool file. */
@@ -227,7 +312,7 @@ class Spool {
       file.size += chunk.length;
       copied += chunk.length;
     }
-    if (copied !== size) throw new Error(`tar payload of ${copied} bytes where the header said ${size}`);
+    if (copied !== size) throw new TarFormatError(`payload of ${copied} bytes where the header said ${size}`);
     return ref;
   }
 

@@ -33,7 +33,9 @@ export async function writeGzipLayer(store: ContentStore, tar: Readable, options
   const level = options.gzipLevel ?? 6;
   const gzip: Transform = level === 0 ? new StoredGzip() : new ParallelGzip({ level });
   const stored = store.putBlob(gzip);
-  await Promise.all([pipeline(tar, uncompressed, gzip), stored]);
-  const blob = await stored;
-  return { digest: blob.digest, size: blob.size, diffID: uncompressed.digest, uncompressedSize: uncompressed.size };
+  // Both settle before this returns or throws: a failed write has removed its partial upload by then.
+  const [piped, blob] = await Promise.allSettled([pipeline(tar, uncompressed, gzip), stored]);
+  if (piped.status === 'rejected') throw piped.reason;
+  if (blob.status === 'rejected') throw blob.reason;
+  return { digest: blob.value.digest, size: blob.value.size, diffID: uncompressed.digest, uncompressedSize: uncompressed.size };
 }

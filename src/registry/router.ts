@@ -92,7 +92,7 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
     let manifest: StoredManifest | undefined;
     if (ref.tag !== undefined) {
       const started = performance.now();
-      const answer = await generator.manifest({ repository: target.repository, tag: ref.tag, accept, log, baseUrl: `${req.protocol}://${req.get('host') ?? 'localhost'}` });
+      const answer = await generator.manifest({ repository: target.repository, tag: ref.tag, accept, log, baseUrl: `${req.protocol}://${req.get('host') ?? 'localhost'}`, signal: clientGone(res) });
       options.onGeneration?.(generator.service, (performance.now() - started) / 1000);
       manifest = 'bytes' in answer ? answer : await store.getManifest(answer.digest);
       if (!manifest) throw new Error(`${generator.service} returned ${answer.digest}, which is not in the store`);
@@ -240,6 +240,15 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
     }
     handle(req, res).catch((err: unknown) => next(err));
   };
+}
+
+/** Aborts when the response's connection closes before the response has been sent. */
+function clientGone(res: Response): AbortSignal {
+  const controller = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) controller.abort(new RegistryError('UNAVAILABLE', 'the client closed the connection'));
+  });
+  return controller.signal;
 }
 
 function parsePageSize(raw: unknown): number | undefined {

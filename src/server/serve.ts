@@ -7,7 +7,7 @@ import { createBuildFacility } from '../builds/index.js';
 import { createBackend } from '../storage/index.js';
 import { createApp } from './app.js';
 import { createMetrics } from './metrics.js';
-import { startPeriodicGc } from '../content/gc.js';
+import { removeCrashLeftovers, startPeriodicGc } from '../content/gc.js';
 import { createTaskEndpoint, createTaskQueue, type TaskEndpointDependencies } from '../tasks/index.js';
 import type { TaskQueue } from '../tasks/queue.js';
 
@@ -37,6 +37,9 @@ export async function startServer(
     leaseTTLms: config.leaseTTLSeconds * 1000,
     onCacheLookup: metrics.countCacheLookup,
   });
+  // What a crashed predecessor left (partial uploads, flatten spools) goes before any new work.
+  const leftovers = await removeCrashLeftovers(store, config.gcGraceSeconds * 1000);
+  if (leftovers.removed > 0) log.info({ removed: leftovers.removed, bytes: leftovers.bytes }, 'removed crash leftovers');
   const tasks = await createTaskQueue(config, backend, log);
   const builds = createBuildFacility({ store, config, log, tasks });
   const generators = createGenerators({ store, config, log, tasks, builds });

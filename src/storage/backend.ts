@@ -55,6 +55,11 @@ export interface StorageBackend {
    * Absent objects are not an error.
    */
   touch(name: string): Promise<void>;
+  /**
+   * Deletes what crashed writers left outside the object namespace (the fs backend's temp
+   * directory), keeping live writers' files. Backends without such a place omit it.
+   */
+  removeAbandonedTemps?(maxAgeMs: number, options?: { dryRun?: boolean }): Promise<{ removed: number; bytes: number }>;
   /** Deletes the object; absent objects are not an error. */
   delete(name: string): Promise<void>;
   /** Lists objects whose name starts with `prefix`. */

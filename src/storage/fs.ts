@@ -5,11 +5,14 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
+import { ownedPrefix, removeAbandoned, type LeftoverSweep } from '../util/leftovers.js';
 import { ObjectNotFound, type ByteRange, type ObjectInfo, type StorageBackend, type WriteOptions } from './backend.js';
 
 
 const META_SUFFIX = '.meta.json'; // `<name>.<inode>.meta.json`; bare `<name>.meta.json` is the older layout, still read
 const TMP_DIR = '.tmp';
+/** Temp files name their process, so a sweep can tell a crashed writer's from a live one's. */
+const tempName = () => `${ownedPrefix('')}${randomUUID()}`;
 
 interface Sidecar {
   contentType: string;
@@ -112,6 +115,15 @@ export class FsBackend implements StorageBackend {
     await rm(file + META_SUFFIX, { force: true });
   }
 
+  /**
+   * Deletes temp files that a crashed process left in the temp directory (its owner is
+   * gone) or that nobody has written to for `maxAgeMs`; a live writer's are kept, also
+   * another process's sharing this directory.
+   */
+  async removeAbandonedTemps(maxAgeMs: number, options: { dryRun?: boolean } = {}): Promise<LeftoverSweep> {
+    return removeAbandoned(path.join(this.root, TMP_DIR), '', maxAgeMs, options);
+  }
+
   async *list(prefix: string): AsyncIterable<{ name: string; info: ObjectInfo }> {
     // Walk only the directory the prefix points into, then filter by the full prefix.
     const dir = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : '';
@@ -126,7 +138,7 @@ export class FsBackend implements StorageBackend {
   private async writeTemp(body: Readable): Promise<string> {
     const tmpDir = path.join(this.root, TMP_DIR);
     await mkdir(tmpDir, { recursive: true });
-    const tmp = path.join(tmpDir, randomUUID());
+    const tmp = path.join(tmpDir, tempName());
     try {
       await pipeline(body, createWriteStream(tmp, { flags: 'wx', highWaterMark: 1 << 20 }));
       const handle = await open(tmp, 'r+');
@@ -168,7 +180,7 @@ export class FsBackend implements StorageBackend {
   private async writeSidecar(target: string, sidecar: Sidecar): Promise<void> {
     const tmpDir = path.join(this.root, TMP_DIR);
     await mkdir(tmpDir, { recursive: true });
-    const tmp = path.join(tmpDir, `${randomUUID()}${META_SUFFIX}`);
+    const tmp = path.join(tmpDir, `${tempName()}${META_SUFFIX}`);
     try {
       const handle = await open(tmp, 'wx');
       try {

@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
 /** The production entry: the bundle `npm run build` writes (scripts/bundle.mjs). */
@@ -9,6 +11,10 @@ export interface ServerProcess {
   port: number;
   /** Everything the server has written to stdout so far (its JSON log lines). */
   output(): string;
+  /** Resolves with the first log line (parsed) that `match` accepts, from the start; rejects if the server exits first. */
+  logLine(match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
+  /** SIGTERM (or `signal`), then waits for the exit. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
 /**
@@ -25,7 +31,37 @@ export async function startServerProcess(
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const waiters = new Set<() => void>();
+  child.stdout!.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+    for (const wake of waiters) wake();
+  });
+  const exited = once(child, 'exit');
+  const logLine = (match: (line: Record<string, unknown>) => boolean) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      const check = () => {
+        for (const text of output.split('\n')) {
+          let line: Record<string, unknown>;
+          try {
+            line = JSON.parse(text) as Record<string, unknown>;
+          } catch {
+            continue; // not a (complete) log line
+          }
+          if (match(line)) {
+            waiters.delete(check);
+            resolve(line);
+            return;
+          }
+        }
+        if (child.exitCode !== null || child.signalCode !== null) {
+          waiters.delete(check);
+          reject(new Error('the server exited before logging the line waited for'));
+        }
+      };
+      waiters.add(check);
+      void exited.then(check);
+      check();
+    });
   const port = await new Promise<number>((resolve, reject) => {
     const onData = () => {
       const match = /"port":(\d+)/.exec(output);
@@ -37,5 +73,23 @@ export async function startServerProcess(
     child.stdout!.on('data', onData);
     child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${output}`)));
   });
-  return { child, port, output: () => output };
+  return {
+    child,
+    port,
+    output: () => output,
+    logLine,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill(signal);
+        await exited;
+      }
+    },
+  };
+}
+
+/** Peak resident set size of a process, in bytes (Linux VmHWM). */
+export async function peakRss(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const match = /VmHWM:\s+(\d+) kB/.exec(status);
+  return match ? Number(match[1]) * 1024 : NaN;
 }
