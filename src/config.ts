@@ -59,6 +59,12 @@ export interface Config {
   dockerConfigPath?: string;
   /** mirror: serve a previously resolved tag from the cache when the upstream fails. */
   mirrorStaleIfError: boolean;
+  /** Upstream registries: longest wait for response headers, and longest pause in a body, in ms. */
+  upstreamStallMs: number;
+  /** Upstream registries: the slowest body accepted, in bytes/s averaged over upstreamRateWindowMs (0: any). */
+  upstreamMinRate: number;
+  /** Upstream registries: the window the minimum rate is judged over, in ms. */
+  upstreamRateWindowMs: number;
   /** Delayed work backend (wait host). */
   tasks: TasksConfig;
   /** flatten/estargz: uncompressed tar bytes one derived image may read from its upstream layers. */
@@ -153,6 +159,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       .filter(Boolean),
     dockerConfigPath: env.KONTAIN_DOCKER_CONFIG?.trim() || undefined,
     mirrorStaleIfError: boolean(env, 'KONTAIN_MIRROR_STALE_IF_ERROR', true),
+    upstreamStallMs: integer(env, 'KONTAIN_UPSTREAM_STALL_MS', 30_000, 100, 3600_000),
+    upstreamMinRate: integer(env, 'KONTAIN_UPSTREAM_MIN_RATE', 10_240, 0, Number.MAX_SAFE_INTEGER),
+    upstreamRateWindowMs: integer(env, 'KONTAIN_UPSTREAM_RATE_WINDOW_MS', 30_000, 100, 3600_000),
     tasks: parseTasks(env),
     derivedMaxBytes: integer(env, 'KONTAIN_DERIVED_MAX_BYTES', 2 * 1024 ** 3, 1024 * 1024, Number.MAX_SAFE_INTEGER),
     derivedMaxEntries: integer(env, 'KONTAIN_DERIVED_MAX_ENTRIES', 200_000, 100, 100_000_000),

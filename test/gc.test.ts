@@ -13,6 +13,7 @@ import { skopeoCopy } from './support/tools.js';
 import { nodeArgsFor, siblingModule } from './support/node-child.js';
 import { collectGarbage, type GcReport } from '../src/content/gc.js';
 import { ContentStore } from '../src/content/store.js';
+import { referencedBy } from '../src/content/links.js';
 import { FsBackend } from '../src/storage/fs.js';
 import { writeGzipLayer, type WrittenLayer } from '../src/oci/layer.js';
 import { writeImage, writeIndex } from '../src/oci/image.js';
@@ -40,8 +41,19 @@ after(async () => {
 
 const layer = (store: ContentStore, name: string): Promise<WrittenLayer> => writeGzipLayer(store, randomLayerTar(name, 2000), { gzipLevel: 0 });
 
-function image(store: ContentStore, layers: WrittenLayer[], architecture = 'amd64'): Promise<Descriptor> {
-  return writeImage(store, { family: 'oci', config: { architecture, os: 'linux', config: {} }, layers });
+async function image(store: ContentStore, layers: WrittenLayer[], architecture = 'amd64'): Promise<Descriptor> {
+  return servedUnderRandomGc(store, await writeImage(store, { family: 'oci', config: { architecture, os: 'linux', config: {} }, layers }));
+}
+
+/**
+ * Links an image (an index with its children) to `random/gc`, as serving it there by tag
+ * would: content is served by digest only under repositories whose images reference it.
+ */
+async function servedUnderRandomGc(store: ContentStore, descriptor: Descriptor): Promise<Descriptor> {
+  const manifest = (await store.getManifest(descriptor.digest))!;
+  await store.links.addManifest('random', 'gc', manifest);
+  for (const child of referencedBy(manifest)) if (await store.getManifest(child.digest)) await servedUnderRandomGc(store, { ...child, mediaType: '' });
+  return descriptor;
 }
 
 /** An image cached under a pointer, as hosts with deterministic tags (flatten, ko, ...) do. */
@@ -73,7 +85,7 @@ for (const [kind, env] of Object.entries(backends)) {
         const shared = await layer(store, 'shared');
         const kept = await cachedImage(store, 'kept', [shared, await layer(store, 'kept')]);
         const index = await store.cached('gctest', 'index', async () =>
-          writeIndex(store, 'oci', [await image(store, [shared, await layer(store, 'amd64')]), await image(store, [await layer(store, 'arm64')], 'arm64')]),
+          servedUnderRandomGc(store, await writeIndex(store, 'oci', [await image(store, [shared, await layer(store, 'amd64')]), await image(store, [await layer(store, 'arm64')], 'arm64')])),
         );
         // Garbage: no pointer reaches it, and it will be older than the grace period.
         const garbageLayer = await layer(store, 'garbage');

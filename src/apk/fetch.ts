@@ -41,6 +41,9 @@ export interface ApkFetcherOptions {
   insecureRegistries: readonly string[];
   connectMs?: number;
   stallMs?: number;
+  /** The slowest body accepted over rateWindowMs (see Transport); 0 or unset: any. */
+  minBytesPerSecond?: number;
+  rateWindowMs?: number;
   /** Told about every fetch (tests and the bench count them). */
   onFetch?: (url: string) => void;
 }
@@ -50,7 +53,13 @@ export class ApkFetcher {
   private readonly request: Transport;
 
   constructor(private readonly options: ApkFetcherOptions) {
-    const timing = { userAgent: 'kontain-apko', connectMs: options.connectMs ?? 10_000, stallMs: options.stallMs ?? 30_000 };
+    const timing = {
+      userAgent: 'kontain-apko',
+      connectMs: options.connectMs ?? 10_000,
+      stallMs: options.stallMs ?? 30_000,
+      minBytesPerSecond: options.minBytesPerSecond,
+      rateWindowMs: options.rateWindowMs,
+    };
     this.operator = new Transport({ policy: new OperatorPolicy({ insecureRegistries: [] }), ...timing });
     this.request = new Transport({ policy: new AddressPolicy({ insecureRegistries: options.insecureRegistries }), ...timing });
   }

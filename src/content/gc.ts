@@ -3,6 +3,7 @@ import { readObject, type ObjectInfo } from '../storage/backend.js';
 import { isSha256Digest } from '../oci/digest.js';
 import { ContentStore } from './store.js';
 import { removeAbandonedSpools } from '../oci/flatten.js';
+import { RepositoryLinks } from './links.js';
 
 /**
  * Garbage collection of a content store: by reachability, not by age alone.
@@ -17,6 +18,8 @@ import { removeAbandonedSpools } from '../oci/flatten.js';
  *    period are deleted, and so are `tmp/` uploads older than the grace period.
  * 5. Crash leftovers outside the object names (the fs backend's temp files, flatten
  *    spools) whose process is gone or that are older than the grace period.
+ * 6. Repository links (links.ts) older than the grace period whose content is gone are
+ *    deleted; links never keep content alive.
  *
  * What protects what:
  * - An image with a live pointer is reachable, however old its objects are.
@@ -35,7 +38,7 @@ import { removeAbandonedSpools } from '../oci/flatten.js';
  *   that stat and the delete itself. Objects served without being written again (mirror
  *   blobs) are not touched; the mirror fetches a blob again if it is gone.
  *
- * Only `pointers/`, `manifests/sha256/`, `blobs/sha256/` and `tmp/` are looked at:
+ * Only `pointers/`, `manifests/sha256/`, `blobs/sha256/`, `links/` and `tmp/` are looked at:
  * objects under any other prefix (the task queue's, leases) are never touched. Listings
  * are streamed; the only thing held in memory is the set of live digests.
  *
@@ -81,6 +84,8 @@ export interface GcReport {
   tmpDeleted: number;
   /** Crash leftovers outside the object namespace: the fs store's temp files, flatten spools. */
   leftoversDeleted: number;
+  /** Repository links whose content is gone. */
+  linksDeleted: number;
   /**
    * Objects kept only because they are younger than the grace period: manifests no live
    * pointer reaches (what they reach is then kept as live), and unreachable blobs.
@@ -117,6 +122,7 @@ export async function collectGarbage(store: ContentStore, options: GcOptions = {
     tmpKept: 0,
     tmpDeleted: 0,
     leftoversDeleted: 0,
+    linksDeleted: 0,
     keptByGrace: 0,
     keptAsReused: 0,
     manifestsMissing: 0,
@@ -141,6 +147,8 @@ export async function collectGarbage(store: ContentStore, options: GcOptions = {
   };
   const marker = new Marker(store, log, signal);
   const deleter = new Deleter(dryRun);
+  /** Digests of the manifests and blobs the sweeps keep: the links to them stay. */
+  const kept = new Set<string>();
 
   // 1. Expire pointers; mark what the live ones reach.
   for await (const { name, info } of store.list(POINTERS)) {
@@ -180,11 +188,13 @@ export async function collectGarbage(store: ContentStore, options: GcOptions = {
     if (!digest) continue;
     if (marker.live.has(digest)) {
       report.manifestsKept++;
+      kept.add(digest);
     } else if (young(info)) {
       // Written after step 2 listed it: keep it and what it reaches.
       await marker.markManifest(digest);
       report.manifestsKept++;
       report.keptByGrace++;
+      kept.add(digest);
     } else {
       report.manifestsDeleted++;
       report.bytesFreed += info.size;
@@ -201,9 +211,11 @@ export async function collectGarbage(store: ContentStore, options: GcOptions = {
     if (!digest) continue;
     if (marker.live.has(digest)) {
       report.blobsKept++;
+      kept.add(digest);
     } else if (young(info)) {
       report.blobsKept++;
       report.keptByGrace++;
+      kept.add(digest);
     } else {
       report.blobsDeleted++;
       report.bytesFreed += info.size;
@@ -229,6 +241,16 @@ export async function collectGarbage(store: ContentStore, options: GcOptions = {
   const leftovers = await removeCrashLeftovers(store, graceMs, { dryRun });
   report.leftoversDeleted = leftovers.removed;
   report.bytesFreed += leftovers.bytes;
+  // 8. Links to content that is gone (an old link's blob may come back: mirror links a
+  // manifest's layers before fetching them, and asks upstream again without the link).
+  for await (const { name, info } of store.list(RepositoryLinks.PREFIX)) {
+    signal?.throwIfAborted();
+    const digest = RepositoryLinks.digestOf(name);
+    if (!digest || young(info) || kept.has(digest) || marker.live.has(digest)) continue;
+    report.linksDeleted++;
+    await deleter.add(() => store.backend.delete(name));
+  }
+  await deleter.drain();
 
   report.manifestsMissing = marker.missing;
   report.durationMs = Date.now() - started;

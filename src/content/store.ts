@@ -6,6 +6,7 @@ import { CountingStream, DigestingStream, digestHex, isSha256Digest, sha256Diges
 import type { Descriptor, StoredManifest } from '../oci/types.js';
 import { SingleFlight } from '../util/single-flight.js';
 import { StoreLeases } from './lease.js';
+import { RepositoryLinks } from './links.js';
 
 /** A cache pointer: a name (service + key) for a manifest, with the time it was made. */
 export interface Pointer {
@@ -47,6 +48,7 @@ const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
  *   blobs/sha256/<hex>              layer and config bytes
  *   manifests/sha256/<hex>          manifest and index bytes, content type = media type
  *   pointers/<service>/<key>.json   a Pointer
+ *   links/<service>/<repo hash>/<hex>  what a repository may serve by digest (links.ts)
  *   tmp/<uuid>                      uploads whose digest is not known yet
  *   leases/<hash>/<epoch>           which instance is doing a piece of work (lease.ts)
  */
@@ -54,6 +56,8 @@ export class ContentStore {
   private readonly manifests: LRUCache<string, StoredManifest>;
   private readonly builds = new SingleFlight<Descriptor>();
   readonly pointerTTLms: number;
+  /** Which digests each repository of each service may serve. */
+  readonly links: RepositoryLinks;
   private readonly onCacheLookup?: (service: string, result: 'hit' | 'miss') => void;
   /** Work done once across every instance sharing this store. */
   readonly leases: StoreLeases;
@@ -64,6 +68,7 @@ export class ContentStore {
       sizeCalculation: (m) => m.bytes.length + 200,
     });
     this.pointerTTLms = options.pointerTTLms ?? 24 * 3600 * 1000;
+    this.links = new RepositoryLinks(backend);
     this.onCacheLookup = options.onCacheLookup;
     this.leases = new StoreLeases(backend, { ttlMs: options.leaseTTLms ?? 30_000 });
   }

@@ -75,7 +75,8 @@ export class ApkoGenerator implements Generator {
   constructor(context: GeneratorContext) {
     this.store = context.store;
     this.config = context.config;
-    this.fetcher = new ApkFetcher({ insecureRegistries: context.config.insecureRegistries });
+    const { insecureRegistries, upstreamStallMs, upstreamMinRate, upstreamRateWindowMs } = context.config;
+    this.fetcher = new ApkFetcher({ insecureRegistries, stallMs: upstreamStallMs, minBytesPerSecond: upstreamMinRate, rateWindowMs: upstreamRateWindowMs });
     this.builder = new ApkoBuilder(context.store, this.fetcher);
     this.facility = context.builds ?? createBuildFacility(context);
     this.facility.register(this.service, async (payload, job) => {

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { ContentStore } from '../content/store.js';
+import type { Link } from '../content/links.js';
 import type { AcceptedTypes } from '../registry/accept.js';
 import type { Descriptor, StoredManifest } from '../oci/types.js';
 import type { ByteRange } from '../storage/backend.js';
@@ -62,10 +63,18 @@ export interface Generator {
    * it and nowhere else.
    */
   readonly storeless?: boolean;
-  /** A manifest by digest that is not in the store yet. */
+  /**
+   * A manifest by digest that is not in the store yet, or not linked to this repository
+   * (the generator vouches that the repository has it, e.g. by asking the upstream).
+   */
   fetchManifest?(repository: string, digest: string, log: Logger): Promise<StoredManifest | undefined>;
-  /** A blob that is not in the store yet. */
-  fetchBlob?(repository: string, digest: string, log: Logger): Promise<BlobSource | undefined>;
+  /**
+   * A blob that is not in the store yet, or not yet linked to this repository. `linked` is
+   * set when an image served under the repository references the blob, with its size: the
+   * most bytes that may be taken for it. Without it the generator must check on its own
+   * that the repository has the blob, and link it (store.links) once it does.
+   */
+  fetchBlob?(repository: string, digest: string, log: Logger, linked?: Link): Promise<BlobSource | undefined>;
   tags?(repository: string, page: { n?: number; last?: string }, log: Logger): Promise<TagPage>;
   /** The referrers index bytes for a digest, when the generator knows more than "none". */
   referrers?(repository: string, digest: string, log: Logger): Promise<{ bytes: Buffer; mediaType: string } | undefined>;

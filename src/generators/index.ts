@@ -25,6 +25,11 @@ export function createGenerators(given: GeneratorContext): Map<string, Generator
     dockerConfigPath: context.config.dockerConfigPath,
     userAgent: 'kontain',
     logger: context.log,
+    timeouts: {
+      stallMs: context.config.upstreamStallMs,
+      minBytesPerSecond: context.config.upstreamMinRate,
+      rateWindowMs: context.config.upstreamRateWindowMs,
+    },
   });
   const git = new GitSource({
     base: context.config.builds.gitBase,

@@ -20,7 +20,7 @@ import { BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION, writeKoImage } from '../k
 import { baseImageFor, KoYamlInvalid, readKoYaml } from '../ko/ko-yaml.js';
 import { binaryLayer, KodataRefused, kodataLayer } from '../ko/layers.js';
 import { isBuildableImportPath } from '../ko/module-path.js';
-import { GoModuleProxy, ModuleNotFound, ModuleProxyError, ModuleTooLarge, type ModuleVersion } from '../ko/module-proxy.js';
+import { GoModuleProxy, ModuleNotFound, ModuleTooLarge, type ModuleVersion } from '../ko/module-proxy.js';
 import { extractModuleZip, ModuleZipRefused } from '../ko/module-zip.js';
 import type { Generator, GeneratorContext, TagRequest } from './generator.js';
 import { isUpstreamOutage, upstreamFailure } from './upstream.js';
@@ -187,6 +187,6 @@ function koFailure(err: unknown): RegistryError | undefined {
     return new RegistryError('MANIFEST_UNKNOWN', err.message, { status: 422 });
   }
   if (err instanceof InvalidReferenceError) return new RegistryError('MANIFEST_UNKNOWN', `the module's base image: ${err.message}`, { status: 422 });
-  if (err instanceof ModuleProxyError) return new RegistryError('UNAVAILABLE', err.message, { status: 502 });
+  // ModuleProxyError is an UpstreamError: answered like any other upstream's failure.
   return upstreamFailure(err);
 }

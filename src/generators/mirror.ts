@@ -1,9 +1,11 @@
-import { PassThrough, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { RegistryError } from '../registry/errors.js';
 import type { RegistryClient } from '../remote/client.js';
 import { formatReference, type Reference } from '../remote/reference.js';
 import type { ContentStore } from '../content/store.js';
+import type { Link } from '../content/links.js';
+import { UpstreamError } from '../remote/errors.js';
+import { StoreCopy } from './store-copy.js';
 import type { Descriptor, StoredManifest } from '../oci/types.js';
 import type { ByteRange } from '../storage/backend.js';
 import type { BlobSource, Generator, GeneratorContext, TagPage, TagRequest } from './generator.js';
@@ -17,8 +19,10 @@ export interface MirrorOptions {
 /**
  * `mirror`: an upstream image, kept. Tags are re-resolved upstream with a HEAD on every
  * request (cheap, and not counted by Docker Hub); manifests are stored by digest; blobs
- * are fetched the first time a client asks, streamed to it while being written to the
- * store, and served from the store after that.
+ * are fetched the first time a client asks, copied to the store at the upstream's speed
+ * and streamed to that client at its own (see StoreCopy), and served from the store after
+ * that. A digest is served under a repository only when the upstream gave it there (the
+ * registry core checks store.links; this host links what its upstream repository gave).
  */
 export class MirrorGenerator implements Generator {
   readonly service = 'mirror';
@@ -26,7 +30,7 @@ export class MirrorGenerator implements Generator {
   readonly examples = ['mirror/busybox', 'mirror/ghcr.io/homebrew/core/hello:latest'];
   private readonly store: ContentStore;
   private readonly domain: string;
-  /** Blob fetches in progress, by digest: the promise settles when the blob is stored. */
+  /** Blob fetches in progress, by upstream repository and digest: settles when the blob is stored. */
   private readonly fetching = new Map<string, Promise<void>>();
 
   constructor(context: GeneratorContext, private readonly client: RegistryClient, private readonly options: MirrorOptions) {
@@ -73,106 +77,55 @@ export class MirrorGenerator implements Generator {
     }
   }
 
-  async fetchBlob(repository: string, digest: string, log: Logger): Promise<BlobSource | undefined> {
+  async fetchBlob(repository: string, digest: string, log: Logger, linked?: Link): Promise<BlobSource | undefined> {
     const ref = this.reference(repository, { digest });
-    const inFlight = this.fetching.get(digest);
+    // One fetch per upstream repository: another registry's (or repository's) answer for
+    // the same digest, or its slowness, must never reach this request.
+    const key = `${ref.registry}/${ref.repository}@${digest}`;
+    const inFlight = this.fetching.get(key);
     if (inFlight) return this.afterStored(inFlight, digest);
-    // Claim the digest before the first await, so concurrent requests wait for this fetch.
+    // Claim the key before the first await, so concurrent requests wait for this fetch.
     let settle!: { resolve: () => void; reject: (err: unknown) => void };
-    this.track(digest, new Promise<void>((resolve, reject) => (settle = { resolve, reject })));
+    this.track(key, new Promise<void>((resolve, reject) => (settle = { resolve, reject })));
     let upstream;
     try {
-      upstream = await this.client.blob(ref, digest);
+      // The manifest's size is the most that is taken: the first byte beyond it is refused.
+      upstream = await this.client.blob(ref, digest, { size: linked?.size });
+      if (upstream.size === undefined) {
+        upstream.stream.destroy();
+        throw new UpstreamError({
+          registry: ref.registry,
+          status: 200,
+          code: 'SIZE_INVALID',
+          message: `upstream ${ref.registry} sent blob ${digest} of ${ref.repository} without a length, and no manifest pulled through ${this.service}/${repository} gives its size`,
+        });
+      }
     } catch (err) {
       settle.reject(err);
       throw upstreamFailure(err, 'blob') ?? err;
     }
-    if (upstream.size === undefined) {
-      // Without a length the first client cannot be streamed to: store first, then serve.
-      const stored = this.store.putBlob(upstream.stream, digest).then(() => undefined);
-      stored.then(settle.resolve, settle.reject);
-      return this.afterStored(stored, digest);
+    const size = upstream.size;
+    const copy = new StoreCopy(upstream.stream, size, digest, this.store, { verified: upstream.verified, log });
+    // The upstream repository gave it: it may be served under this repository from now on.
+    const linkedAfter = linked ? copy.stored : copy.stored.then(() => this.store.links.add(this.service, repository, [{ digest, size }]));
+    linkedAfter.then(settle.resolve, settle.reject);
+    // A body of unannounced length (chunked) could still break off or run long: the client
+    // gets the stored copy, or a clear error, instead of a cut connection.
+    if (upstream.contentLength === undefined) {
+      copy.source().abandon!();
+      return this.afterStored(linkedAfter, digest);
     }
-    return this.teeToStore(upstream.stream, upstream.size, digest, upstream.verified, log, settle);
+    return copy.source();
   }
 
-  /**
-   * Streams the upstream body into the store and, when a client opens it, to that client
-   * too. The store write goes on if the client leaves; other clients asking meanwhile wait
-   * for the stored copy, so there is one upstream fetch however many ask at once.
-   */
-  private teeToStore(
-    body: Readable,
-    size: number,
-    digest: string,
-    verified: boolean,
-    log: Logger,
-    settle: { resolve: () => void; reject: (err: unknown) => void },
-  ): BlobSource {
-    const toStore = new PassThrough({ highWaterMark: 1 << 20 });
-    let toClient: PassThrough | undefined;
-    const stored = this.store.putBlob(toStore, digest, { sourceVerified: verified }).then(() => undefined);
-    stored.then(settle.resolve, settle.reject);
-    let waiting = 0;
-    const resume = () => {
-      if (--waiting === 0) body.resume();
-    };
-    const pump = () => {
-      body.on('data', (chunk: Buffer) => {
-        const storeReady = toStore.write(chunk);
-        const client = toClient && !toClient.destroyed ? toClient : undefined;
-        const clientReady = client ? client.write(chunk) : true;
-        if (storeReady && clientReady) return;
-        body.pause();
-        waiting = (storeReady ? 0 : 1) + (clientReady ? 0 : 1);
-        if (!storeReady) toStore.once('drain', resume);
-        if (!clientReady) client!.once('drain', resume);
-      });
-      body.once('end', () => {
-        toStore.end();
-        toClient?.end();
-      });
-      body.on('error', (err) => {
-        toStore.destroy(err);
-        toClient?.destroy(err);
-      });
-    };
-    let started = false;
-    const start = () => {
-      if (!started) {
-        started = true;
-        pump();
-      }
-    };
-    stored.catch((err: unknown) => log.warn({ err, digest }, 'mirrored blob was not stored'));
-    return {
-      size,
-      open: async (range?: ByteRange) => {
-        if (range || started) {
-          start();
-          await stored;
-          return this.store.readBlob(digest, range);
-        }
-        toClient = new PassThrough({ highWaterMark: 1 << 20 });
-        // A client that goes away must not hold up the store.
-        toClient.once('close', () => {
-          if (waiting > 0) toClient!.emit('drain');
-        });
-        start();
-        return toClient;
-      },
-      abandon: () => start(),
-    };
-  }
-
-  private track(digest: string, stored: Promise<void>): Promise<void> {
-    const settled = stored.finally(() => this.fetching.delete(digest));
-    this.fetching.set(digest, settled);
+  private track(key: string, stored: Promise<void>): Promise<void> {
+    const settled = stored.finally(() => this.fetching.delete(key));
+    this.fetching.set(key, settled);
     settled.catch(() => undefined);
     return settled;
   }
 
-  /** A source that waits for another request's fetch to land in the store, then reads it. */
+  /** A source that waits for a fetch to land in the store, then reads it. */
   private async afterStored(stored: Promise<void>, digest: string): Promise<BlobSource> {
     try {
       await stored;

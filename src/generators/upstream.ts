@@ -1,4 +1,4 @@
-import { RegistryError } from '../registry/errors.js';
+import { RegistryError, type ErrorCodeName } from '../registry/errors.js';
 import { InvalidReferenceError, parseReference, type Reference } from '../remote/reference.js';
 import { UpstreamError } from '../remote/errors.js';
 
@@ -40,29 +40,69 @@ export function hostWithPort(element: string): string {
   return withPort && (withPort[1]!.includes('.') || withPort[1] === 'localhost') ? `${withPort[1]}:${withPort[2]}` : element;
 }
 
+/** The kinds of upstream failure a client is told about; see UPSTREAM_ANSWERS. */
+export type UpstreamFailureKind =
+  | 'not-found'
+  | 'unresolvable'
+  | 'denied'
+  | 'address-refused'
+  | 'too-many-requests'
+  | 'timeout'
+  | 'unreachable'
+  | 'server-error'
+  | 'bad-content'
+  | 'unexpected-answer';
+
+/**
+ * How every host (mirror, flatten, estargz, ko, apko, viz) answers each kind of upstream
+ * failure: the one place to change a status or code. The message always names the
+ * upstream and what it did. README "Upstream failures" lists the same table.
+ */
+export const UPSTREAM_ANSWERS: Record<UpstreamFailureKind, { code: ErrorCodeName; status: number }> = {
+  // The upstream says the thing does not exist (the code is BLOB_UNKNOWN for a blob).
+  'not-found': { code: 'MANIFEST_UNKNOWN', status: 404 },
+  // The registry's host name does not exist: the name is unknown, retrying will not help.
+  unresolvable: { code: 'NAME_UNKNOWN', status: 404 },
+  denied: { code: 'DENIED', status: 403 },
+  'address-refused': { code: 'DENIED', status: 403 },
+  'too-many-requests': { code: 'TOOMANYREQUESTS', status: 429 },
+  // No answer in time, or a body slower than the minimum rate.
+  timeout: { code: 'UNAVAILABLE', status: 504 },
+  // Connection refused or reset, TLS failure, a DNS server that did not answer.
+  unreachable: { code: 'UNAVAILABLE', status: 502 },
+  'server-error': { code: 'UNAVAILABLE', status: 502 },
+  // Content that is not what it claims: wrong digest or size, unusable manifest.
+  'bad-content': { code: 'UNAVAILABLE', status: 502 },
+  'unexpected-answer': { code: 'UNAVAILABLE', status: 502 },
+};
+
+/** Which kind of failure an UpstreamError is. */
+export function upstreamFailureKind(err: UpstreamError): UpstreamFailureKind {
+  if (err.code === 'ADDRESS_REFUSED') return 'address-refused';
+  if (err.code === 'UNRESOLVABLE') return 'unresolvable';
+  if (err.code === 'TIMEOUT') return 'timeout';
+  if (err.code === 'DIGEST_INVALID' || err.code === 'SIZE_INVALID' || err.code === 'MANIFEST_INVALID' || err.code === 'RANGE_INVALID') return 'bad-content';
+  if (err.status === 0) return 'unreachable';
+  if (err.status === 404 || err.status === 410) return 'not-found';
+  if (err.status === 401 || err.status === 403) return 'denied';
+  if (err.status === 429) return 'too-many-requests';
+  if (err.status === 504) return 'timeout';
+  if (err.status >= 500) return 'server-error';
+  return 'unexpected-answer';
+}
+
 /** The registry error a client should see for an upstream failure; it names the upstream. */
 export function upstreamFailure(err: unknown, kind: 'manifest' | 'blob' = 'manifest'): RegistryError | undefined {
   if (!(err instanceof UpstreamError)) return undefined;
-  if (err.code === 'ADDRESS_REFUSED') return new RegistryError('DENIED', err.message);
-  switch (err.status) {
-    case 404:
-      return new RegistryError(kind === 'blob' ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN', err.message);
-    case 401:
-    case 403:
-      return new RegistryError('DENIED', err.message);
-    case 429:
-      return new RegistryError('TOOMANYREQUESTS', err.message);
-  }
-  if (err.code === 'DIGEST_INVALID' || err.code === 'SIZE_INVALID' || err.code === 'MANIFEST_INVALID') {
-    return new RegistryError('UNAVAILABLE', `${err.message} (nothing was stored)`, { status: 502 });
-  }
-  if (err.status === 0 && /cannot resolve|has no addresses/.test(err.message)) {
-    return new RegistryError('NAME_UNKNOWN', err.message);
-  }
-  return new RegistryError('UNAVAILABLE', err.message, { status: err.status >= 500 || err.status === 0 ? 502 : 503 });
+  const failure = upstreamFailureKind(err);
+  const answer = UPSTREAM_ANSWERS[failure];
+  const code = failure === 'not-found' && kind === 'blob' ? 'BLOB_UNKNOWN' : answer.code;
+  const message = failure === 'bad-content' ? `${err.message} (nothing was stored)` : err.message;
+  return new RegistryError(code, message, { status: answer.status });
 }
 
 /** Whether an error means "the upstream is down or broken", when a cached answer may stand in. */
 export function isUpstreamOutage(err: unknown): boolean {
-  return err instanceof UpstreamError && err.code !== 'ADDRESS_REFUSED' && (err.status === 0 || err.status >= 500 || err.status === 429);
+  if (!(err instanceof UpstreamError)) return false;
+  return ['timeout', 'unreachable', 'unresolvable', 'server-error', 'too-many-requests'].includes(upstreamFailureKind(err));
 }

@@ -12,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import semver from 'semver';
 import { escapeModulePath, escapeVersion, modulePathCandidates } from './module-path.js';
+import { UpstreamError } from '../remote/errors.js';
 
 /** A module at a canonical version, as `.info` names it. */
 export interface ModuleVersion {
@@ -28,12 +29,23 @@ export class ModuleNotFound extends Error {
   }
 }
 
-/** A proxy answered with something other than 200/404/410, or could not be reached. */
-export class ModuleProxyError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ModuleProxyError';
+/**
+ * A proxy answered with something other than 200/404/410, sent something unusable, or
+ * could not be reached: an upstream failure like a registry's, answered the same way
+ * (generators/upstream.ts). `status` is the proxy's HTTP status, 0 when it gave none.
+ */
+export class ModuleProxyError extends UpstreamError {
+  override name = 'ModuleProxyError';
+  constructor(proxy: string, message: string, failure: { status: number; code?: string }) {
+    super({ registry: proxy, status: failure.status, code: failure.code, message });
   }
+}
+
+/** How a failed fetch() is told apart: a name that does not exist, a timeout, or no connection. */
+function fetchFailureCode(err: unknown): string {
+  if ((err as Error).name === 'AbortError' || (err as Error).name === 'TimeoutError') return 'TIMEOUT';
+  const cause = (err as { cause?: { code?: string } }).cause;
+  return cause?.code === 'ENOTFOUND' ? 'UNRESOLVABLE' : 'UNREACHABLE';
 }
 
 /** The module zip is larger than allowed. */
@@ -131,7 +143,7 @@ export class GoModuleProxy {
     for (const proxy of this.proxies) {
       const body = await this.open(proxy, suffix);
       if (!body) continue;
-      return readLimited(body, MAX_METADATA_BYTES, () => new ModuleProxyError(`${proxy}/${suffix} is larger than ${MAX_METADATA_BYTES} bytes`));
+      return readLimited(body, MAX_METADATA_BYTES, () => new ModuleProxyError(proxy, `${proxy}/${suffix} is larger than ${MAX_METADATA_BYTES} bytes`, { status: 200, code: 'SIZE_INVALID' }));
     }
     return undefined;
   }
@@ -147,19 +159,21 @@ export class GoModuleProxy {
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return undefined;
-        throw new ModuleProxyError(`reading ${url}: ${(err as Error).message}`);
+        throw new ModuleProxyError(proxy, `reading ${url}: ${(err as Error).message}`, { status: 0, code: 'UNREACHABLE' });
       }
     }
     // The time limit is for the answer to start and then for each stall, not the whole
     // body: a zip of hundreds of megabytes may take longer than a minute to arrive.
     const abort = new AbortController();
-    let timer = setTimeout(() => abort.abort(new Error(`no answer in ${this.timeoutMs} ms`)), this.timeoutMs);
+    let timer = setTimeout(() => abort.abort(new ModuleProxyError(proxy, `module proxy ${proxy} sent no answer for ${suffix} in ${this.timeoutMs} ms`, { status: 0, code: 'TIMEOUT' })), this.timeoutMs);
     let response: Response;
     try {
       response = await fetch(url, { redirect: 'follow', signal: abort.signal });
     } catch (err) {
       clearTimeout(timer);
-      throw new ModuleProxyError(`module proxy ${proxy} could not be reached for ${suffix}: ${(err as Error).message}`);
+      if (err instanceof ModuleProxyError) throw err;
+      const detail = (err as { cause?: Error }).cause?.message ?? (err as Error).message;
+      throw new ModuleProxyError(proxy, `module proxy ${proxy} could not be reached for ${suffix}: ${detail}`, { status: 0, code: fetchFailureCode(err) });
     }
     clearTimeout(timer);
     if (response.status === 404 || response.status === 410) {
@@ -168,10 +182,10 @@ export class GoModuleProxy {
     }
     if (response.status !== 200 || !response.body) {
       const text = (await response.text().catch(() => '')).slice(0, 300).trim();
-      throw new ModuleProxyError(`module proxy ${proxy} answered ${response.status} for ${suffix}${text ? `: ${text}` : ''}`);
+      throw new ModuleProxyError(proxy, `module proxy ${proxy} answered ${response.status} for ${suffix}${text ? `: ${text}` : ''}`, { status: response.status });
     }
     const body = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream);
-    const stalled = () => abort.abort(new ModuleProxyError(`module proxy ${proxy} stopped sending ${suffix} for ${this.timeoutMs} ms`));
+    const stalled = () => abort.abort(new ModuleProxyError(proxy, `module proxy ${proxy} stopped sending ${suffix} for ${this.timeoutMs} ms`, { status: 0, code: 'TIMEOUT' }));
     timer = setTimeout(stalled, this.timeoutMs);
     body.on('data', () => timer.refresh());
     body.once('close', () => clearTimeout(timer));
@@ -184,10 +198,10 @@ function parseInfo(modulePath: string, bytes: Buffer): ModuleVersion {
   try {
     info = JSON.parse(bytes.toString('utf8')) as typeof info;
   } catch {
-    throw new ModuleProxyError(`the .info of ${modulePath} is not JSON`);
+    throw new ModuleProxyError('module proxy', `the .info of ${modulePath} is not JSON`, { status: 200, code: 'MANIFEST_INVALID' });
   }
   if (typeof info.Version !== 'string' || !/^v[0-9A-Za-z.+-]+$/.test(info.Version)) {
-    throw new ModuleProxyError(`the .info of ${modulePath} has no valid Version`);
+    throw new ModuleProxyError('module proxy', `the .info of ${modulePath} has no valid Version`, { status: 200, code: 'MANIFEST_INVALID' });
   }
   return { module: modulePath, version: info.Version, ...(typeof info.Time === 'string' ? { time: info.Time } : {}) };
 }

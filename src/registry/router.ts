@@ -96,6 +96,7 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
       options.onGeneration?.(generator.service, (performance.now() - started) / 1000);
       manifest = 'bytes' in answer ? answer : await store.getManifest(answer.digest);
       if (!manifest) throw new Error(`${generator.service} returned ${answer.digest}, which is not in the store`);
+      if (!generator.storeless) await store.links.addManifest(generator.service, target.repository, manifest);
       manifest = await negotiate(manifest, accept, ref.tag, generator, target, log);
     } else {
       manifest = await findManifest(generator, target, ref.digest, log);
@@ -137,17 +138,28 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
     throw new RegistryError('MANIFEST_UNKNOWN', `${tag} is ${manifest.mediaType}, and the request's Accept header takes none of it or its platform images`);
   }
 
+  /**
+   * A manifest by digest, only under a repository an image served there references it from
+   * (as a registry with access control answers); a generator that fetches on demand (mirror)
+   * may vouch for one itself. What it references becomes servable there in turn.
+   */
   async function findManifest(generator: Generator, target: ServiceTarget, digest: string, log: Logger): Promise<StoredManifest | undefined> {
-    const stored = generator.storeless ? undefined : await store.getManifest(digest);
-    return stored ?? (await generator.fetchManifest?.(target.repository, digest, log));
+    // A storeless host (static) answers for its own names alone.
+    if (generator.storeless) return generator.fetchManifest?.(target.repository, digest, log);
+    const linked = await store.links.find(generator.service, target.repository, digest);
+    const manifest = (linked && (await store.getManifest(digest))) || (await generator.fetchManifest?.(target.repository, digest, log));
+    if (manifest) await store.links.addManifest(generator.service, target.repository, manifest);
+    return manifest;
   }
 
   async function serveBlob(req: Request, res: Response, generator: Generator, target: ServiceTarget, reference: string, log: Logger): Promise<void> {
     const digest = checkDigest(reference);
-    const stored = generator.storeless ? undefined : await store.statBlob(digest);
+    // Only under a repository whose images reference it (see findManifest).
+    const link = generator.storeless ? undefined : await store.links.find(generator.service, target.repository, digest);
+    const stored = link && (await store.statBlob(digest));
     const source = stored
       ? { size: stored.size, open: (range?: { start: number; end: number }) => store.readBlob(digest, range) }
-      : await generator.fetchBlob?.(target.repository, digest, log);
+      : await generator.fetchBlob?.(target.repository, digest, log, link);
     if (!source) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest} is not known to ${generator.service}`, { detail: { digest } });
 
     res.setHeader('Docker-Content-Digest', digest);

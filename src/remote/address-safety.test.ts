@@ -90,7 +90,7 @@ describe('AddressPolicy (fake DNS, no connections)', () => {
   const lookup: LookupAll = async (host) => {
     lookups.push(host);
     const answers = dns[host];
-    if (!answers) throw new Error(`getaddrinfo ENOTFOUND ${host}`);
+    if (!answers) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
     return answers.map((address) => ({ address, family: address.includes(':') ? 6 : 4 }));
   };
   const policy = new AddressPolicy({ insecureRegistries: ['rebind.example:5000', 'localhost'], lookup });
@@ -134,8 +134,8 @@ describe('AddressPolicy (fake DNS, no connections)', () => {
     assert.equal(policy.isInsecure('public.example', 443), false);
   });
 
-  test('a name that does not resolve is UNREACHABLE, not refused', async () => {
-    await assert.rejects(policy.resolve('r', 'nowhere.example', 443), (err: unknown) => err instanceof UpstreamError && err.code === 'UNREACHABLE');
+  test('a name that does not resolve is UNRESOLVABLE, not refused', async () => {
+    await assert.rejects(policy.resolve('r', 'nowhere.example', 443), (err: unknown) => err instanceof UpstreamError && err.code === 'UNRESOLVABLE');
   });
 });
 

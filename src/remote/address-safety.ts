@@ -207,16 +207,18 @@ export class AddressPolicy {
       try {
         addresses = await this.lookup(host);
       } catch (err) {
+        // A name that does not exist is not worth another try; a DNS server's hiccup is.
+        const missing = ['ENOTFOUND', 'ENODATA'].includes((err as NodeJS.ErrnoException).code ?? '');
         throw new UpstreamError({
           registry,
           status: 0,
-          code: 'UNREACHABLE',
+          code: missing ? 'UNRESOLVABLE' : 'UNREACHABLE',
           message: `cannot resolve ${host} for registry ${registry}: ${(err as Error).message}`,
           cause: err,
         });
       }
       if (addresses.length === 0) {
-        throw new UpstreamError({ registry, status: 0, code: 'UNREACHABLE', message: `${host} has no addresses (registry ${registry})` });
+        throw new UpstreamError({ registry, status: 0, code: 'UNRESOLVABLE', message: `${host} has no addresses (registry ${registry})` });
       }
     }
     if (!allowed) {

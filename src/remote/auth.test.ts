@@ -96,7 +96,8 @@ describe('Authenticator', () => {
     assert.equal(calls[0]!.searchParams.get('service'), 'reg');
     assert.equal(await auth.authorization('reg', ['repository:a:pull']), 'Bearer tok(repository:a:pull)');
     assert.equal(calls.length, 1);
-    await auth.authorization('reg', ['repository:b:pull']);
+    assert.equal(await auth.authorization('reg', ['repository:b:pull']), undefined, 'another scope learns its own challenge');
+    await auth.answer('reg', challenge, ['repository:b:pull']);
     assert.equal(calls.length, 2, 'another scope is another token');
     advance(49_000);
     await auth.authorization('reg', ['repository:a:pull']);
@@ -133,10 +134,40 @@ describe('Authenticator', () => {
 
   test('concurrent requests for one token fetch it once', async () => {
     const { auth, calls } = setup();
-    await auth.answer('reg', challenge, ['repository:x:pull']);
-    const more = await Promise.all([1, 2, 3].map(() => auth.authorization('reg', ['repository:y:pull'])));
+    const more = await Promise.all([1, 2, 3].map(() => auth.answer('reg', challenge, ['repository:y:pull'])));
     assert.equal(new Set(more).size, 1);
-    assert.equal(calls.length, 2);
+    assert.equal(calls.length, 1);
+  });
+
+  test('a realm that fails for one repository is not used for another, and is learned again', async () => {
+    let clock = 1_000_000;
+    const refused = new Set(['https://evil.example/token']);
+    const calls: string[] = [];
+    const fetch: TokenFetch = async (registry, url) => {
+      calls.push(url.origin);
+      if (refused.has(`${url.origin}${url.pathname}`)) throw new UpstreamError({ registry, status: 0, code: 'ADDRESS_REFUSED', message: `refusing ${url.origin}` });
+      return { status: 200, body: Buffer.from(JSON.stringify({ token: `tok-${url.host}`, expires_in: 3600 })) };
+    };
+    const auth = new Authenticator({ credentials: async () => undefined, fetch, now: () => clock, challengeTTLms: 600_000 });
+    const evil = 'Bearer realm="https://evil.example/token"';
+    await assert.rejects(auth.answer('reg', evil, ['repository:attacker:pull']), /refusing/);
+    // The refused realm was never remembered: other repositories (and this one) ask afresh.
+    assert.equal(await auth.authorization('reg', ['repository:attacker:pull']), undefined);
+    assert.equal(await auth.authorization('reg', ['repository:real:pull']), undefined);
+    assert.equal(await auth.answer('reg', challenge, ['repository:real:pull']), 'Bearer tok-auth.example');
+    assert.equal(await auth.authorization('reg', ['repository:real:pull']), 'Bearer tok-auth.example');
+
+    // A remembered realm that stops working is forgotten, so the next 401 teaches anew.
+    refused.add('https://auth.example/token');
+    clock += 3600_000; // the token expired; fetching a new one fails
+    assert.equal(await auth.authorization('reg', ['repository:real:pull']), undefined);
+    refused.delete('https://auth.example/token');
+    assert.equal(await auth.authorization('reg', ['repository:real:pull']), undefined, 'forgotten after the failure');
+    assert.equal(await auth.answer('reg', challenge, ['repository:real:pull']), 'Bearer tok-auth.example');
+
+    // And a challenge that worked is used up front only for a while.
+    clock += 600_001;
+    assert.equal(await auth.authorization('reg', ['repository:real:pull']), undefined, 'expired');
   });
 });
 

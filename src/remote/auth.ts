@@ -1,8 +1,11 @@
 /**
  * Registry authentication as clients do it: answer a 401's `WWW-Authenticate` challenge
  * with Basic credentials or a Bearer token from the challenge's realm, and remember per
- * registry which it was so later requests authenticate up front (one round trip, not two).
+ * registry and scope which it was so later requests authenticate up front (one round
+ * trip, not two). A challenge is remembered only once it worked, for a limited time, and
+ * forgotten when it stops working: one repository's answer never decides another's.
  */
+import { LRUCache } from 'lru-cache';
 import { SingleFlight } from '../util/single-flight.js';
 import type { Credentials } from './credentials.js';
 import { UpstreamError } from './errors.js';
@@ -98,30 +101,57 @@ export interface AuthenticatorOptions {
   now?: () => number;
   /** Stop using a token this long before it expires, so it does not expire in flight. */
   skewMs?: number;
+  /** How long a challenge that worked is used up front before it is learned again. */
+  challengeTTLms?: number;
 }
 
 const MIN_EXPIRES_IN_S = 60;
 
 type Known = { scheme: 'basic' } | { scheme: 'bearer'; realm: string; service?: string };
 
+/** Challenges remembered at once; the least recently used go first. */
+const MAX_KNOWN = 10_000;
+
 export class Authenticator {
-  private readonly known = new Map<string, Known>();
+  /** By registry and scopes (see knownKey): what worked, and until when it is used. */
+  private readonly known = new LRUCache<string, { known: Known; until: number }>({ max: MAX_KNOWN });
   private readonly tokens = new Map<string, Token>();
   private readonly fetching = new SingleFlight<Token>();
   private readonly now: () => number;
   private readonly skewMs: number;
+  private readonly challengeTTLms: number;
 
   constructor(private readonly options: AuthenticatorOptions) {
     this.now = options.now ?? Date.now;
     this.skewMs = options.skewMs ?? 10_000;
+    this.challengeTTLms = options.challengeTTLms ?? 3600_000;
   }
 
-  /** The Authorization header to send up front, once the registry's challenge is known. */
+  /**
+   * The Authorization header to send up front, once a challenge for these scopes worked.
+   * When it no longer does (the token server fails), it is forgotten and the request goes
+   * without, so the registry's next 401 says afresh what it wants.
+   */
   async authorization(registry: string, scopes: string[]): Promise<string | undefined> {
-    const known = this.known.get(registry);
-    if (!known) return undefined;
+    const key = knownKey(registry, scopes);
+    const entry = this.known.get(key);
+    if (!entry) return undefined;
+    if (entry.until <= this.now()) {
+      this.known.delete(key);
+      return undefined;
+    }
+    const { known } = entry;
     if (known.scheme === 'basic') return basicHeader(await this.options.credentials(registry));
-    return `Bearer ${(await this.token(registry, known, scopes)).token}`;
+    try {
+      return `Bearer ${(await this.token(registry, known, scopes)).token}`;
+    } catch {
+      this.known.delete(key);
+      return undefined;
+    }
+  }
+
+  private remember(registry: string, scopes: string[], known: Known): void {
+    this.known.set(knownKey(registry, scopes), { known, until: this.now() + this.challengeTTLms });
   }
 
   /**
@@ -134,19 +164,24 @@ export class Authenticator {
     const bearer = challenges.find((c) => c.scheme === 'bearer' && c.params.realm);
     if (bearer) {
       const known: Known = { scheme: 'bearer', realm: bearer.params.realm!, service: bearer.params.service };
-      this.known.set(registry, known);
       // insufficient_scope names what the registry wants: ask for it as well.
       const wanted = new Set(scopes);
       for (const s of (bearer.params.scope ?? '').split(' ').filter(Boolean)) wanted.add(s);
       const all = [...wanted];
       if (sent?.startsWith('Bearer ')) this.forget(sent.slice(7));
-      return `Bearer ${(await this.token(registry, known, all)).token}`;
+      this.known.delete(knownKey(registry, scopes));
+      const token = await this.token(registry, known, all);
+      // Only a challenge that gave a token is used up front later.
+      this.remember(registry, scopes, known);
+      return `Bearer ${token.token}`;
     }
     if (challenges.some((c) => c.scheme === 'basic')) {
-      this.known.set(registry, { scheme: 'basic' });
       const header = basicHeader(await this.options.credentials(registry));
+      this.remember(registry, scopes, { scheme: 'basic' });
       // The same credentials were just refused: retrying cannot help.
-      return header === sent ? undefined : header;
+      if (header !== sent) return header;
+      this.known.delete(knownKey(registry, scopes));
+      return undefined;
     }
     return undefined;
   }
@@ -199,7 +234,8 @@ export class Authenticator {
         registry,
         status,
         code: status === 401 ? 'UNAUTHORIZED' : status === 403 ? 'DENIED' : undefined,
-        message: `token server ${url.origin}${url.pathname} for upstream ${registry} answered ${status}${credentials ? ` for user ${credentials.username}` : ' to an anonymous request'}`,
+        // The configured user name is the operator's: it is never shown to clients.
+        message: `token server ${url.origin}${url.pathname} for upstream ${registry} answered ${status}${credentials ? ' to kontain\'s configured credentials' : ' to an anonymous request'}`,
       });
     }
     return parseTokenResponse(registry, body, requested, this.skewMs);
@@ -229,6 +265,11 @@ export function parseTokenResponse(registry: string, body: Buffer, requestedAt: 
 function basicHeader(credentials: Credentials | undefined): string | undefined {
   if (!credentials) return undefined;
   return `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
+}
+
+/** A remembered challenge is for one registry and the scopes it was answered for. */
+function knownKey(registry: string, scopes: string[]): string {
+  return JSON.stringify([registry, [...scopes].sort()]);
 }
 
 function cacheKey(known: Extract<Known, { scheme: 'bearer' }>, scopes: string[], credentials: Credentials | undefined): string {

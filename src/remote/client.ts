@@ -27,7 +27,11 @@ export interface RegistryClientOptions {
   /** Where credentials come from instead of `dockerConfigPath` (the proxies read several files). */
   credentials?: { get(registry: string): Promise<Credentials | undefined> };
   userAgent?: string;
-  timeouts?: { connectMs?: number; stallMs?: number };
+  /**
+   * connectMs: to connect; stallMs: for response headers, and the longest pause in a body;
+   * minBytesPerSecond over rateWindowMs: the slowest body accepted (0: any).
+   */
+  timeouts?: { connectMs?: number; stallMs?: number; minBytesPerSecond?: number; rateWindowMs?: number };
   /** Further attempts after a connection error, 429 or 5xx. */
   retries?: number;
   /** Backoff and Retry-After bounds; see RetryPolicy. */
@@ -55,8 +59,10 @@ export interface BlobOptions {
 export interface BlobStream {
   /** The content, verified as it streams: it errors instead of ending on a mismatch. */
   stream: Readable;
-  /** Bytes the stream will deliver, when the upstream said. */
+  /** Bytes the stream will deliver, when the upstream or the caller said. */
   size: number | undefined;
+  /** The upstream's Content-Length, when it sent one (a chunked body has none). */
+  contentLength?: number;
   /** Whether the digest is checked (false for a part of a blob). */
   verified: boolean;
 }
@@ -99,6 +105,8 @@ export class RegistryClient {
       userAgent: options.userAgent ?? 'kontain',
       connectMs: options.timeouts?.connectMs ?? 10_000,
       stallMs: options.timeouts?.stallMs ?? 30_000,
+      minBytesPerSecond: options.timeouts?.minBytesPerSecond ?? 0,
+      rateWindowMs: options.timeouts?.rateWindowMs,
       ca: options.ca,
     });
     const credentials = options.credentials ?? new DockerConfigCredentials(options.dockerConfigPath);
@@ -181,7 +189,7 @@ export class RegistryClient {
           throw new UpstreamError({ registry: repo.registry, status: 206, code: 'RANGE_INVALID', message: `upstream ${repo.registry} answered the range request for ${what} with Content-Range ${JSON.stringify(header(res, 'content-range'))}` });
         }
         const size = Number(m[2]) - Number(m[1]) + 1;
-        return { stream: guarded(res.body, new VerifyingStream({ registry: repo.registry, what, size })), size, verified: false };
+        return { stream: guarded(res.body, new VerifyingStream({ registry: repo.registry, what, size })), size, contentLength: length, verified: false };
       }
       if (res.status !== 200) throw await this.failure(repo.registry, `GET ${what}`, res);
       if (options.size !== undefined && length !== undefined && length !== options.size) {
@@ -193,7 +201,7 @@ export class RegistryClient {
       const window = range && (range.start > 0 || range.end !== undefined) ? range : undefined;
       const verifier = new VerifyingStream({ registry: repo.registry, what, digest, size: total, window });
       const size = window && total !== undefined ? Math.min(total - 1, window.end ?? total - 1) - window.start + 1 : total;
-      return { stream: guarded(res.body, verifier), size, verified: true };
+      return { stream: guarded(res.body, verifier), size, contentLength: length, verified: true };
     });
   }
 

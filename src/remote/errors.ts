@@ -13,7 +13,10 @@ export class UpstreamError extends Error {
    * The registry error code from the upstream's error body (`MANIFEST_UNKNOWN`, …) when it
    * sent one; otherwise one of the client's own: `DIGEST_INVALID` (content does not match its
    * digest), `SIZE_INVALID` (short or long read), `MANIFEST_INVALID` (unusable manifest),
-   * `UNREACHABLE` (connection failed or stalled), `ADDRESS_REFUSED` (address not allowed).
+   * `UNRESOLVABLE` (the host name does not exist in DNS), `UNREACHABLE` (connection or DNS
+   * lookup failed), `TIMEOUT` (answer or body too slow: no headers or
+   * no data within the stall time, or below the minimum rate), `ADDRESS_REFUSED` (address
+   * not allowed).
    */
   readonly code?: string;
 

@@ -1,7 +1,9 @@
 /**
  * One HTTP exchange with an upstream, made safe: the target address is checked and pinned
  * (address-safety), plain HTTP only for allowlisted hosts, a connect timeout, a stall
- * timeout (no bytes for `stallMs` while the reader wants more), and redirects followed
+ * timeout (no bytes for `stallMs` while the reader wants more), a minimum rate (fewer than
+ * `minBytesPerSecond` over a `rateWindowMs` window while the reader wants more: a
+ * trickle that never quite stalls), and redirects followed
  * without carrying Authorization to another origin. Bodies stay streams; retries and
  * authentication are the client's business.
  */
@@ -20,6 +22,10 @@ export interface TransportOptions {
   userAgent: string;
   connectMs: number;
   stallMs: number;
+  /** A body slower than this over a whole window (while its reader keeps up) is cut off; 0: no minimum. */
+  minBytesPerSecond?: number;
+  /** The window over which the minimum rate is judged; defaults to stallMs. */
+  rateWindowMs?: number;
   maxRedirects?: number;
   /** Extra trusted CA certificates (PEM), added to Node's own roots: private registries, tests. */
   ca?: Array<string | Buffer>;
@@ -80,6 +86,29 @@ export class Transport {
     this.httpsAgent.destroy();
   }
 
+  /**
+   * Calls `tooSlow` when fewer than minBytesPerSecond × window arrive in a window while the
+   * reader was keeping up; returns the function that stops watching.
+   */
+  private watchRate(res: IncomingMessage, body: PassThrough, tooSlow: (message: string) => void): () => void {
+    const minRate = this.options.minBytesPerSecond ?? 0;
+    if (!(minRate > 0)) return () => undefined;
+    const windowMs = this.options.rateWindowMs ?? this.options.stallMs;
+    const wanted = (minRate * windowMs) / 1000;
+    let received = 0;
+    res.on('data', (chunk: Buffer) => (received += chunk.length));
+    const timer = setInterval(() => {
+      const slow = received < wanted && !res.isPaused() && !body.writableNeedDrain;
+      if (slow) {
+        clearInterval(timer);
+        tooSlow(`sent ${received} bytes in ${seconds(windowMs)}, below the minimum of ${minRate} bytes/s (KONTAIN_UPSTREAM_MIN_RATE)`);
+      }
+      received = 0;
+    }, windowMs);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
   private async once(registry: string, method: string, url: URL, headers: Record<string, string>): Promise<UpstreamResponse> {
     const hostname = url.hostname.replace(/^\[|\]$/g, '');
     const secure = url.protocol === 'https:';
@@ -110,6 +139,8 @@ export class Transport {
       };
       const fail = (message: string, cause?: unknown) =>
         new UpstreamError({ registry, status: 0, code: 'UNREACHABLE', message, cause });
+      // Too slow once it answered: not retried, as a retry would only be as slow again.
+      const tooSlow = (message: string) => new UpstreamError({ registry, status: 0, code: 'TIMEOUT', message });
 
       const req = (secure ? https : http).request({
         method,
@@ -124,7 +155,7 @@ export class Transport {
       });
 
       const waitForHeaders = () =>
-        arm(stallMs, () => req.destroy(fail(`upstream ${where} sent no response to ${method} ${url.pathname} within ${stallMs} ms`)));
+        arm(stallMs, () => req.destroy(tooSlow(`upstream ${where} sent no response to ${method} ${url.pathname} within ${stallMs} ms`)));
 
       req.on('socket', (socket: Socket) => {
         if (this.connected.has(socket)) return waitForHeaders();
@@ -147,10 +178,15 @@ export class Transport {
           // A reader that is not reading is not a stalled upstream: look again later.
           if (res.isPaused() || body.writableNeedDrain) return arm(stallMs, onStall);
           // Fail the reader's stream first, so it sees why, not the abort that follows.
-          body.destroy(fail(`upstream ${where} stalled: no data for ${stallMs} ms while reading ${url.pathname}`));
+          body.destroy(tooSlow(`upstream ${where} stalled: no data for ${stallMs} ms while reading ${url.pathname}`));
           res.destroy();
         };
         arm(stallMs, onStall);
+        const stopRate = this.watchRate(res, body, (message) => {
+          body.destroy(tooSlow(`upstream ${where} ${message} while reading ${url.pathname}`));
+          res.destroy();
+        });
+        res.once('close', stopRate);
         res.on('error', (err) => {
           clearTimeout(timer);
           body.destroy(err instanceof UpstreamError ? err : fail(`upstream ${where} broke off ${url.pathname}: ${err.message}`, err));
@@ -173,6 +209,11 @@ export class Transport {
       req.end();
     });
   }
+}
+
+/** Seconds with one decimal, for messages. */
+function seconds(ms: number): string {
+  return `${Math.round(ms / 100) / 10} s`;
 }
 
 function isIpLiteral(hostname: string): boolean {

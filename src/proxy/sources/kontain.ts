@@ -92,7 +92,8 @@ export class KontainImageSource implements ImageSource {
   async blob(digest: string, size?: number): Promise<SourceBlob> {
     const stored = await this.store.statBlob(digest);
     if (stored) return { stream: verified(this.name, await this.store.readBlob(digest), digest, size ?? stored.size), size: stored.size };
-    const fetched = await this.generator.fetchBlob?.(this.repository, digest, this.log);
+    // The manifest's size, when known, is the most a fetch may take.
+    const fetched = await this.generator.fetchBlob?.(this.repository, digest, this.log, size === undefined ? undefined : { digest, size });
     if (!fetched) throw new RegistryError('BLOB_UNKNOWN', `${this.name} has no blob ${digest}`);
     return { stream: verified(this.name, await fetched.open(), digest, size ?? fetched.size), size: fetched.size };
   }
