@@ -246,14 +246,14 @@ describe('apko/<packages> from the operator repository (real melange fixtures)',
     assert.match(message, /no-such-package/);
   });
 
-  test('an unreachable repository is a 502 naming its URL', async () => {
+  test('an unreachable repository is a 424 (a status every client prints the message of) naming its URL', async () => {
     const down = await startKontain({
       KONTAIN_APK_REPOSITORY: 'http://127.0.0.1:1/nothing',
       KONTAIN_APK_KEYRING: `${repo.url}/melange/melange.rsa.pub`,
     });
     try {
       const { status, code, message } = await manifestError(down, 'apko/replayout');
-      assert.equal(status, 502);
+      assert.equal(status, 424);
       assert.equal(code, 'UNAVAILABLE');
       assert.match(message, /http:\/\/127\.0\.0\.1:1\/nothing\/x86_64\/APKINDEX\.tar\.gz/);
     } finally {

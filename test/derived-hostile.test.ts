@@ -1,6 +1,6 @@
 /**
  * flatten and estargz against hostile upstream content: bad manifests and impossible
- * tars are the upstream's fault (502 naming it, never a bare 500); layers of very many
+ * tars are the upstream's fault (424 naming it, never a bare 500); layers of very many
  * files and gzip bombs are refused within a documented budget, with the server's memory
  * and disk measured on a child process; refusals are remembered per upstream digest.
  */
@@ -55,7 +55,7 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-describe('bad upstream content is a 502 naming the upstream and the reason', () => {
+describe('bad upstream content is a 424 naming the upstream and the reason', () => {
   let server: TestServer;
   before(async () => (server = await startKontain({ KONTAIN_INSECURE_REGISTRIES: content.host })));
   after(() => server.stop());
@@ -73,7 +73,7 @@ describe('bad upstream content is a 502 naming the upstream and the reason', () 
     for (const host of hosts) {
       test(`${host} of ${image}`, async () => {
         const res = await request(`${server.url}/v2/${host}/${upstreamPath(content.host)}/${image}/manifests/v1`);
-        assert.equal(res.status, 502, res.body.toString());
+        assert.equal(res.status, 424, res.body.toString());
         const error = registryError(res);
         assert.equal(error.code, 'UNAVAILABLE');
         assert.match(error.message, new RegExp(`${content.host}/${image}@sha256:`));

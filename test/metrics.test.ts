@@ -107,3 +107,12 @@ test('each server has its own registry', async () => {
   const after = await scrape(other);
   assert.equal(value(after, 'kontain_requests_total', { service: 'random', status: '200' }), 1);
 });
+
+test('a refused push is counted under the service it was for, not "none"', async () => {
+  const before = await scrape(other);
+  const put = await request(`${other.url}/v2/random/p/manifests/latest`, { method: 'PUT', body: '{}' });
+  assert.equal(put.status, 405);
+  const after = await scrape(other);
+  assert.equal(value(after, 'kontain_requests_total', { service: 'random', status: '405' }) - value(before, 'kontain_requests_total', { service: 'random', status: '405' }), 1);
+  assert.equal(value(after, 'kontain_requests_total', { service: 'none', status: '405' }), 0);
+});

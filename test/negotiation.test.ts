@@ -22,9 +22,11 @@ let dir: string;
 let base: string;
 let index: Descriptor;
 let amd64: Descriptor;
+let docker: Descriptor;
 
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
 
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'kontain-negotiation-'));
@@ -36,6 +38,7 @@ before(async () => {
   }
   amd64 = images[1]!;
   index = await writeIndex(store, 'oci', images);
+  docker = await writeImage(store, { family: 'docker', config: { architecture: 'amd64', os: 'linux' }, layers: [] });
   const generator: Generator = {
     service: 'multi',
     summary: 'test host',
@@ -81,10 +84,19 @@ test('a client that accepts neither format is told so, not sent something else',
   assert.match(res.body.toString(), /MANIFEST_UNKNOWN.*Accept header/);
 });
 
-test('by digest, an index is not served to a client that does not accept it', async () => {
+test('by digest, the stored manifest is served whatever Accept says (only tags are negotiated)', async () => {
   const res = await request(`${base}/v2/multi/x/manifests/${index.digest}`, { headers: { Accept: OCI_MANIFEST } });
-  assert.equal(res.status, 404);
-  assert.match(res.body.toString(), /MANIFEST_UNKNOWN/);
-  const any = await request(`${base}/v2/multi/x/manifests/${index.digest}`, { headers: { Accept: '*/*' } });
-  assert.equal(any.status, 200);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers['content-type'], OCI_INDEX);
+  assert.equal(res.headers['docker-content-digest'], index.digest);
+});
+
+test('an OCI-only client pulls a Docker-typed image by digest', async () => {
+  const res = await request(`${base}/v2/multi/x/manifests/${docker.digest}`, { headers: { Accept: [OCI_MANIFEST, OCI_INDEX] } });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers['content-type'], DOCKER_MANIFEST);
+  assert.equal(res.headers['docker-content-digest'], docker.digest);
+  const head = await request(`${base}/v2/multi/x/manifests/${docker.digest}`, { method: 'HEAD', headers: { Accept: OCI_MANIFEST } });
+  assert.equal(head.status, 200);
+  assert.equal(head.headers['content-type'], DOCKER_MANIFEST);
 });

@@ -138,8 +138,11 @@ describe('refusals', () => {
     await expectError('/v2/random/x/referrers/sha256:zz', 400, 'DIGEST_INVALID', /invalid digest/);
   });
 
-  test('a malformed tag is TAG_INVALID', async () => {
-    await expectError(`/v2/random/x/manifests/${'a'.repeat(129)}`, 400, 'TAG_INVALID', /1-128 characters/);
+  test('a tag that cannot exist is 404 MANIFEST_UNKNOWN saying why (TAG_INVALID is for pushes), on GET and HEAD', async () => {
+    await expectError(`/v2/random/x/manifests/${'a'.repeat(129)}`, 404, 'MANIFEST_UNKNOWN', /1-128 characters/);
+    await expectError('/v2/random/x/manifests/.INVALID', 404, 'MANIFEST_UNKNOWN', /no manifest can have the tag "\.INVALID"/);
+    const head = await request(url('/v2/random/x/manifests/.INVALID'), { method: 'HEAD' });
+    assert.equal(head.status, 404);
   });
 
   test('an unknown service is NAME_UNKNOWN, in both routing forms', async () => {
@@ -176,20 +179,30 @@ describe('routing', () => {
   });
 });
 
-test('referrers: an empty OCI index for a manifest that exists, 404 for one that does not', async () => {
+test('referrers: an empty OCI index for any well-formed digest, known or not (the spec forbids 404)', async () => {
   const created = await request(url('/v2/random/ref/manifests/1x10'), { headers: { Accept: OCI_MANIFEST } });
-  const digest = created.headers['docker-content-digest'] as string;
-  const res = await request(url(`/v2/random/ref/referrers/${digest}`));
-  assert.equal(res.status, 200);
-  assert.equal(res.headers['content-type'], 'application/vnd.oci.image.index.v1+json');
-  assert.deepEqual(JSON.parse(res.body.toString()), { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] });
-  await expectError(`/v2/random/ref/referrers/sha256:${'2'.repeat(64)}`, 404, 'MANIFEST_UNKNOWN', /not known/);
+  const known = created.headers['docker-content-digest'] as string;
+  const empty = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] };
+  for (const digest of [known, `sha256:${'2'.repeat(64)}`]) {
+    const res = await request(url(`/v2/random/ref/referrers/${digest}`));
+    assert.equal(res.status, 200, digest);
+    assert.equal(res.headers['content-type'], 'application/vnd.oci.image.index.v1+json');
+    assert.deepEqual(JSON.parse(res.body.toString()), empty);
+    assert.equal(res.headers['oci-filters-applied'], undefined);
+  }
+  const filtered = await request(url(`/v2/random/ref/referrers/${known}?artifactType=application%2Fvnd.example.sbom`));
+  assert.equal(filtered.status, 200);
+  assert.equal(filtered.headers['oci-filters-applied'], 'artifactType');
+  assert.deepEqual(JSON.parse(filtered.body.toString()), empty);
 });
 
 test('tags/list of a host that makes any tag is an empty list', async () => {
   const res = await request(url('/v2/random/x/tags/list'));
   assert.equal(res.status, 200);
   assert.deepEqual(JSON.parse(res.body.toString()), { name: 'random/x', tags: [] });
+  const none = await request(url('/v2/random/x/tags/list?n=0'));
+  assert.deepEqual(JSON.parse(none.body.toString()), { name: 'random/x', tags: [] });
+  assert.equal(none.headers.link, undefined);
   await expectError('/v2/random/x/tags/list?n=-1', 400, 'PAGINATION_NUMBER_INVALID', /n=-1/);
 });
 

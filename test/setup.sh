@@ -6,6 +6,7 @@ set -euo pipefail
 # command → Debian package that provides it
 declare -A PACKAGES=(
   [skopeo]=skopeo
+  [podman]=podman
   [umoci]=umoci
   [docker-registry]=docker-registry
   [htpasswd]=apache2-utils

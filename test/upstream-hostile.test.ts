@@ -135,13 +135,13 @@ describe('fetches of one digest from different upstreams (item 4)', () => {
 });
 
 describe('sizes that lie (item 5)', () => {
-  test('an endless blob body stops past the manifest size: nothing stored, a 502 naming the upstream', async () => {
+  test('an endless blob body stops past the manifest size: nothing stored, a 424 naming the upstream', async () => {
     const digest = sha256(Buffer.from('endless'));
     hostile.image('evil/endless', 'v1', [{ digest, size: 1000 }]);
     hostile.answer(`evil/endless/blobs/${digest}`, { kind: 'endless' });
     assert.equal((await request(hostileUrl('evil/endless/manifests/v1'), { headers: MANIFEST_ACCEPT })).status, 200);
     const res = await request(hostileUrl(`evil/endless/blobs/${digest}`), { timeoutMs: 30_000 });
-    assert.equal(res.status, 502);
+    assert.equal(res.status, 424);
     const error = registryError(res);
     assert.equal(error.code, 'UNAVAILABLE');
     assert.match(error.message, new RegExp(`upstream ${hostile.host} .*more than the expected 1000 bytes.*nothing was stored`));
@@ -155,7 +155,7 @@ describe('sizes that lie (item 5)', () => {
     hostile.answer(`evil/liar/blobs/${digest}`, { kind: 'endless', contentLength: 50_000_000 });
     await request(hostileUrl('evil/liar/manifests/v1'), { headers: MANIFEST_ACCEPT });
     const res = await request(hostileUrl(`evil/liar/blobs/${digest}`), { timeoutMs: 30_000 });
-    assert.equal(res.status, 502);
+    assert.equal(res.status, 424);
     assert.match(registryError(res).message, /sent 50000000 bytes for .* expected 10/);
   });
 
@@ -163,21 +163,21 @@ describe('sizes that lie (item 5)', () => {
     const digest = sha256(Buffer.from('unannounced'));
     hostile.answer(`evil/loose/blobs/${digest}`, { kind: 'endless' });
     const res = await request(hostileUrl(`evil/loose/blobs/${digest}`), { timeoutMs: 30_000 });
-    assert.equal(res.status, 502);
+    assert.equal(res.status, 424);
     assert.match(registryError(res).message, new RegExp(`upstream ${hostile.host} sent blob .* without a length`));
   });
 });
 
 describe('slow upstreams (item 7)', () => {
-  test('a trickling manifest is cut off with a 504 saying the rate', async () => {
+  test('a trickling manifest is cut off with a 424 saying the rate', async () => {
     const bytes = hostile.image('evil/slow', 'v1', []).bytes;
     hostile.answer('evil/slow/manifests/v1', { kind: 'trickle', body: bytes, intervalMs: 100 });
     const res = await request(hostileUrl('evil/slow/manifests/v1'), { headers: MANIFEST_ACCEPT, timeoutMs: 30_000 });
-    assert.equal(res.status, 504);
+    assert.equal(res.status, 424);
     assert.match(registryError(res).message, new RegExp(`upstream ${hostile.host} sent \\d+ bytes in 1 s, below the minimum of 2000 bytes/s`));
   });
 
-  test('a trickling blob is cut off; a client waiting for it gets a 504', async () => {
+  test('a trickling blob is cut off; a client waiting for it gets a 424', async () => {
     const body = randomBytes(5000);
     const digest = sha256(body);
     hostile.image('evil/drip', 'v1', [{ digest, size: body.length }]);
@@ -186,7 +186,7 @@ describe('slow upstreams (item 7)', () => {
     const first = request(hostileUrl(`evil/drip/blobs/${digest}`), { timeoutMs: 30_000 }).catch((err: Error) => err);
     while (!hostile.open(`evil/drip/blobs/${digest}`)) await new Promise((r) => setTimeout(r, 20));
     const waiting = await request(hostileUrl(`evil/drip/blobs/${digest}`), { timeoutMs: 30_000 });
-    assert.equal(waiting.status, 504);
+    assert.equal(waiting.status, 424);
     assert.match(registryError(waiting).message, /below the minimum of 2000 bytes\/s/);
     const streamed = await first;
     // The first client was already sent headers: its body is cut short.
@@ -194,10 +194,10 @@ describe('slow upstreams (item 7)', () => {
     assert.ok(!(await storedFiles('blobs/sha256')).includes(digest.slice(7)));
   });
 
-  test('a 404 that takes longer than the stall time is a 504', async () => {
+  test('a 404 that takes longer than the stall time is a 424', async () => {
     hostile.answer('evil/late/manifests/v1', { kind: 'status', status: 404, delayMs: 10_000 });
     const res = await request(hostileUrl('evil/late/manifests/v1'), { headers: MANIFEST_ACCEPT, timeoutMs: 30_000 });
-    assert.equal(res.status, 504);
+    assert.equal(res.status, 424);
     assert.match(registryError(res).message, /sent no response .* within 3000 ms/);
   });
 });

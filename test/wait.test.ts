@@ -97,6 +97,31 @@ test('wait/x:1s: "not ready" with the time until ready, one task however often p
   assertNotReady(await getManifest(server, 'wait/x', '2s'), 2);
 });
 
+test('a Docker-only client and then an OCI-only client get the same wait image, each in its own media types', async () => {
+  const docker = { Accept: 'application/vnd.docker.distribution.manifest.v2+json' };
+  const oci = { Accept: 'application/vnd.oci.image.manifest.v1+json' };
+  const pull = (headers: Record<string, string>) => request(`${server.url}/v2/wait/fam/manifests/1s`, { headers });
+  assertNotReady(await pull(docker), 1);
+  await until('the wait task to run', async () => (await pendingTasks(server.store)).length === 0);
+  const first = await pull(docker);
+  assert.equal(first.status, 200, first.body.toString());
+  assert.equal(first.headers['content-type'], docker.Accept);
+  const second = await pull(oci);
+  assert.equal(second.status, 200, second.body.toString());
+  assert.equal(second.headers['content-type'], oci.Accept);
+  type Manifest = { mediaType: string; config: { mediaType: string; digest: string }; layers: Array<{ mediaType: string; digest: string }> };
+  const [d, o] = [first, second].map((res) => JSON.parse(res.body.toString()) as Manifest);
+  assert.equal(o!.mediaType, oci.Accept);
+  assert.equal(o!.config.mediaType, 'application/vnd.oci.image.config.v1+json');
+  assert.equal(o!.config.digest, d!.config.digest, 'the same config');
+  assert.deepEqual(o!.layers.map((l) => l.digest), d!.layers.map((l) => l.digest), 'the same layers');
+  assert.ok(o!.layers.every((l) => l.mediaType === 'application/vnd.oci.image.layer.v1.tar+gzip'));
+  // Each form is served by its digest too, and the Docker client still gets its own.
+  const byDigest = await request(`${server.url}/v2/wait/fam/manifests/${second.headers['docker-content-digest']}`, { headers: oci });
+  assert.equal(byDigest.status, 200);
+  assert.equal((await pull(docker)).headers['docker-content-digest'], first.headers['docker-content-digest']);
+});
+
 test('a server stopped before the due time and restarted after it serves the image with no new task', async () => {
   const storeDir = await mkdtemp(path.join(tmpdir(), 'kontain-wait-restart-'));
   extraDirs.push(storeDir);

@@ -12,7 +12,7 @@ import { createBuildFacility } from '../builds/index.js';
 import type { JsonValue } from '../tasks/queue.js';
 import { writeIndex } from '../oci/image.js';
 import type { Descriptor } from '../oci/types.js';
-import { RegistryError } from '../registry/errors.js';
+import { ACTIONABLE_STATUS, RegistryError } from '../registry/errors.js';
 import { isAllowlisted, splitHostPort } from '../remote/address-safety.js';
 import type { Config } from '../config.js';
 import type { Generator, GeneratorContext, TagRequest } from './generator.js';
@@ -45,7 +45,7 @@ export function apkoFailure(err: unknown): RegistryError | undefined {
   if (err instanceof ResolveError) {
     return err.failure === 'unknown-package'
       ? new RegistryError('MANIFEST_UNKNOWN', err.message)
-      : new RegistryError('MANIFEST_UNKNOWN', `cannot install: ${err.message}`, { status: 422 });
+      : new RegistryError('MANIFEST_UNKNOWN', `cannot install: ${err.message}`, { status: ACTIONABLE_STATUS.cannotBuild });
   }
   if (err instanceof ApkError) {
     const what: Record<ApkFailure, string> = {
@@ -56,7 +56,7 @@ export function apkoFailure(err: unknown): RegistryError | undefined {
       'fetch-failed': 'fetch failed',
       'too-large': 'too large',
     };
-    return new RegistryError('MANIFEST_UNKNOWN', `${what[err.failure]}: ${err.message}`, { status: err.failure === 'fetch-failed' ? 502 : 422 });
+    return new RegistryError('MANIFEST_UNKNOWN', `${what[err.failure]}: ${err.message}`, { status: err.failure === 'fetch-failed' ? ACTIONABLE_STATUS.upstreamFailed : ACTIONABLE_STATUS.cannotBuild });
   }
   return upstreamFailure(err);
 }

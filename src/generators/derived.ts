@@ -1,7 +1,7 @@
 import { createGunzip, type ZlibOptions } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { RegistryError } from '../registry/errors.js';
+import { ACTIONABLE_STATUS, RegistryError } from '../registry/errors.js';
 import type { RegistryClient } from '../remote/client.js';
 import { formatReference, type Reference } from '../remote/reference.js';
 import type { ContentStore } from '../content/store.js';
@@ -13,7 +13,7 @@ import { LRUCache } from 'lru-cache';
 import { BudgetExceeded, ContentBudget, type ContentLimits } from '../oci/content-budget.js';
 import { FlattenError } from '../oci/flatten.js';
 import { TarFormatError } from '../oci/estargz-tar.js';
-import { upstreamFailure, upstreamReference } from './upstream.js';
+import { isUpstreamOutage, upstreamFailure, upstreamReference } from './upstream.js';
 
 /**
  * gzip level of every layer a derived host writes. A client is waiting for the pull, so
@@ -61,11 +61,13 @@ export abstract class DerivedGenerator implements Generator {
   private readonly domain: string;
   private readonly limits: ContentLimits;
   private readonly failures = new LRUCache<string, RegistryError>({ max: 1000, ttl: FAILURE_TTL_MS });
+  private readonly staleIfError: boolean;
 
   constructor(context: GeneratorContext, protected readonly client: RegistryClient) {
     this.store = context.store;
     this.domain = context.config.domain;
     this.limits = { maxBytes: context.config.derivedMaxBytes, maxEntries: context.config.derivedMaxEntries };
+    this.staleIfError = context.config.mirrorStaleIfError;
   }
 
   /** Makes the derived image of one upstream image; returns its manifest descriptor. */
@@ -74,17 +76,34 @@ export abstract class DerivedGenerator implements Generator {
   /** The media type family of the index written over transformed images. */
   protected abstract indexFamily(upstream: FormatFamily): FormatFamily;
 
+  /**
+   * Builds are cached by upstream digest; the tag's last answer is kept too (a pointer
+   * keyed by the upstream reference), so that a tag built before is still served while
+   * the upstream is down (stale-if-error, as mirror does).
+   */
   async manifest(request: TagRequest): Promise<Descriptor> {
     const ref = upstreamReference(this.service, this.domain, request.repository, { tag: request.tag });
+    const tagKey = formatReference(ref);
     let digest: string | undefined;
     try {
       digest = (await this.client.resolve(ref)).digest;
       const failed = this.failures.get(digest);
       if (failed) throw failed;
       const top = digest;
-      return await this.store.cached(this.service, top, (signal) => this.buildUnlessAbandoned(ref, top, request.log, signal), request.signal);
+      const built = await this.store.cached(this.service, top, (signal) => this.buildUnlessAbandoned(ref, top, request.log, signal), request.signal);
+      if (this.staleIfError && (await this.store.getPointer(this.service, tagKey))?.descriptor.digest !== built.digest) {
+        await this.store.setPointer(this.service, tagKey, built);
+      }
+      return built;
     } catch (err) {
       if (err instanceof RegistryError) throw err;
+      if (this.staleIfError && isUpstreamOutage(err)) {
+        const cached = await this.store.getPointer(this.service, tagKey, { allowExpired: true });
+        if (cached && (await this.store.getManifest(cached.descriptor.digest))) {
+          request.log.warn({ upstream: tagKey, err: (err as Error).message, digest: cached.descriptor.digest }, `upstream failed: serving the last ${this.service} of this tag (stale-if-error)`);
+          return cached.descriptor;
+        }
+      }
       const refusal = this.refusal(err, ref, digest);
       if (refusal && digest) this.failures.set(digest, refusal);
       throw upstreamFailure(err) ?? refusal ?? err;
@@ -100,7 +119,7 @@ export abstract class DerivedGenerator implements Generator {
       return new RegistryError('MANIFEST_UNKNOWN', `${this.service} refuses ${upstream}: ${budget.message} (the limit is ${variable})`, { status: 422 });
     }
     const bad = findCause(err, isBadContent);
-    if (bad) return new RegistryError('UNAVAILABLE', `${this.service} cannot use ${upstream}: the upstream sent bad content: ${bad.message}`, { status: 502 });
+    if (bad) return new RegistryError('UNAVAILABLE', `${this.service} cannot use ${upstream}: the upstream sent bad content: ${bad.message}`, { status: ACTIONABLE_STATUS.upstreamFailed });
     return undefined;
   }
 

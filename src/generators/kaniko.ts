@@ -10,7 +10,7 @@ import { GitSource, GitSourceNotFound, GitSourceRefused, GitSourceUnavailable } 
 import { DockerfileInvalid, parseDockerfile } from '../kaniko/dockerfile.js';
 import { isAllowedRepository } from '../builds/allow.js';
 import type { Descriptor } from '../oci/types.js';
-import { RegistryError } from '../registry/errors.js';
+import { ACTIONABLE_STATUS, RegistryError } from '../registry/errors.js';
 import type { RegistryClient } from '../remote/client.js';
 import { formatReference, InvalidReferenceError, parseReference } from '../remote/reference.js';
 import { Semaphore } from '../util/semaphore.js';
@@ -226,7 +226,7 @@ function kanikoFailure(err: unknown): RegistryError | undefined {
   if (err instanceof RegistryError) return err;
   if (err instanceof GitSourceNotFound) return new RegistryError('MANIFEST_UNKNOWN', err.message);
   if (err instanceof GitSourceRefused) return new RegistryError('DENIED', err.message);
-  if (err instanceof GitSourceUnavailable) return new RegistryError('UNAVAILABLE', err.message, { status: 502 });
+  if (err instanceof GitSourceUnavailable) return new RegistryError('UNAVAILABLE', err.message, { status: ACTIONABLE_STATUS.upstreamFailed });
   // The build ran and failed, or broke a bound: the repository's to fix, so remembered.
   if (err instanceof BuildFailed || err instanceof BuildTimedOut || err instanceof BuildOutputRefused) {
     return new RegistryError('MANIFEST_UNKNOWN', err.message, { status: 422 });

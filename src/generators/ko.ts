@@ -7,7 +7,7 @@ import type { Config } from '../config.js';
 import { writeGzipLayer, type WrittenLayer } from '../oci/layer.js';
 import { writeIndex } from '../oci/image.js';
 import type { Descriptor } from '../oci/types.js';
-import { RegistryError } from '../registry/errors.js';
+import { ACTIONABLE_STATUS, RegistryError } from '../registry/errors.js';
 import type { RegistryClient } from '../remote/client.js';
 import { InvalidReferenceError } from '../remote/reference.js';
 import type { BuildFacility } from '../builds/facility.js';
@@ -182,11 +182,11 @@ function koFailure(err: unknown): RegistryError | undefined {
   if (err instanceof GoToolchainMissing) return new RegistryError('UNAVAILABLE', err.message, { status: 503 });
   // Too slow is not proven to be the module's fault (the server may be busy): a gateway timeout.
   if (err instanceof GoBuildTimeout) return new RegistryError('UNAVAILABLE', err.message, { status: 504 });
-  // The request names something that cannot be built: 422, with the reason.
+  // The request names something that cannot be built: a 4xx, with the reason.
   if (err instanceof GoBuildFailed || err instanceof ModuleZipRefused || err instanceof ModuleTooLarge || err instanceof KodataRefused || err instanceof KoYamlInvalid || err instanceof BaseImageUnusable) {
-    return new RegistryError('MANIFEST_UNKNOWN', err.message, { status: 422 });
+    return new RegistryError('MANIFEST_UNKNOWN', err.message, { status: ACTIONABLE_STATUS.cannotBuild });
   }
-  if (err instanceof InvalidReferenceError) return new RegistryError('MANIFEST_UNKNOWN', `the module's base image: ${err.message}`, { status: 422 });
+  if (err instanceof InvalidReferenceError) return new RegistryError('MANIFEST_UNKNOWN', `the module's base image: ${err.message}`, { status: ACTIONABLE_STATUS.cannotBuild });
   // ModuleProxyError is an UpstreamError: answered like any other upstream's failure.
   return upstreamFailure(err);
 }

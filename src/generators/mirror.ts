@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { RegistryError } from '../registry/errors.js';
+import { ACTIONABLE_STATUS, RegistryError } from '../registry/errors.js';
 import type { RegistryClient } from '../remote/client.js';
 import { formatReference, type Reference } from '../remote/reference.js';
 import type { ContentStore } from '../content/store.js';
@@ -130,7 +130,7 @@ export class MirrorGenerator implements Generator {
     try {
       await stored;
     } catch (err) {
-      throw upstreamFailure(err, 'blob') ?? new RegistryError('UNAVAILABLE', `fetching blob ${digest} from upstream failed: ${(err as Error).message}`, { status: 502 });
+      throw upstreamFailure(err, 'blob') ?? new RegistryError('UNAVAILABLE', `fetching blob ${digest} from upstream failed: ${(err as Error).message}`, { status: ACTIONABLE_STATUS.upstreamFailed });
     }
     const info = await this.store.statBlob(digest);
     if (!info) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest} could not be fetched`);

@@ -12,17 +12,17 @@ const answer = (err: unknown, kind?: 'blob') => {
 
 test('one answer for each kind of upstream failure', () => {
   assert.deepEqual(answer(failure(0, 'UNRESOLVABLE')), { status: 404, code: 'NAME_UNKNOWN' });
-  assert.deepEqual(answer(failure(0, 'UNREACHABLE')), { status: 502, code: 'UNAVAILABLE' });
-  assert.deepEqual(answer(failure(0, 'TIMEOUT')), { status: 504, code: 'UNAVAILABLE' });
-  assert.deepEqual(answer(failure(503)), { status: 502, code: 'UNAVAILABLE' });
-  assert.deepEqual(answer(failure(504)), { status: 504, code: 'UNAVAILABLE' });
+  assert.deepEqual(answer(failure(0, 'UNREACHABLE')), { status: 424, code: 'UNAVAILABLE' });
+  assert.deepEqual(answer(failure(0, 'TIMEOUT')), { status: 424, code: 'UNAVAILABLE' });
+  assert.deepEqual(answer(failure(503)), { status: 424, code: 'UNAVAILABLE' });
+  assert.deepEqual(answer(failure(504)), { status: 424, code: 'UNAVAILABLE' });
   assert.deepEqual(answer(failure(404)), { status: 404, code: 'MANIFEST_UNKNOWN' });
   assert.deepEqual(answer(failure(404), 'blob'), { status: 404, code: 'BLOB_UNKNOWN' });
   assert.deepEqual(answer(failure(401)), { status: 403, code: 'DENIED' });
   assert.deepEqual(answer(failure(0, 'ADDRESS_REFUSED')), { status: 403, code: 'DENIED' });
   assert.deepEqual(answer(failure(429)), { status: 429, code: 'TOOMANYREQUESTS' });
-  assert.deepEqual(answer(failure(200, 'DIGEST_INVALID')), { status: 502, code: 'UNAVAILABLE' });
-  assert.deepEqual(answer(failure(400)), { status: 502, code: 'UNAVAILABLE' });
+  assert.deepEqual(answer(failure(200, 'DIGEST_INVALID')), { status: 424, code: 'UNAVAILABLE' });
+  assert.deepEqual(answer(failure(400)), { status: 424, code: 'UNAVAILABLE' });
   assert.equal(upstreamFailure(new Error('not an upstream failure')), undefined);
 });
 

@@ -1,4 +1,4 @@
-import { RegistryError, type ErrorCodeName } from '../registry/errors.js';
+import { ACTIONABLE_STATUS, RegistryError, type ErrorCodeName } from '../registry/errors.js';
 import { InvalidReferenceError, parseReference, type Reference } from '../remote/reference.js';
 import { UpstreamError } from '../remote/errors.js';
 
@@ -66,14 +66,16 @@ export const UPSTREAM_ANSWERS: Record<UpstreamFailureKind, { code: ErrorCodeName
   denied: { code: 'DENIED', status: 403 },
   'address-refused': { code: 'DENIED', status: 403 },
   'too-many-requests': { code: 'TOOMANYREQUESTS', status: 429 },
+  // The rest are 424, not 502/504: podman, skopeo and docker print the message of a 4xx
+  // only (see ACTIONABLE_STATUS), and the message is what tells the user which upstream.
   // No answer in time, or a body slower than the minimum rate.
-  timeout: { code: 'UNAVAILABLE', status: 504 },
+  timeout: { code: 'UNAVAILABLE', status: ACTIONABLE_STATUS.upstreamFailed },
   // Connection refused or reset, TLS failure, a DNS server that did not answer.
-  unreachable: { code: 'UNAVAILABLE', status: 502 },
-  'server-error': { code: 'UNAVAILABLE', status: 502 },
+  unreachable: { code: 'UNAVAILABLE', status: ACTIONABLE_STATUS.upstreamFailed },
+  'server-error': { code: 'UNAVAILABLE', status: ACTIONABLE_STATUS.upstreamFailed },
   // Content that is not what it claims: wrong digest or size, unusable manifest.
-  'bad-content': { code: 'UNAVAILABLE', status: 502 },
-  'unexpected-answer': { code: 'UNAVAILABLE', status: 502 },
+  'bad-content': { code: 'UNAVAILABLE', status: ACTIONABLE_STATUS.upstreamFailed },
+  'unexpected-answer': { code: 'UNAVAILABLE', status: ACTIONABLE_STATUS.upstreamFailed },
 };
 
 /** Which kind of failure an UpstreamError is. */

@@ -2,12 +2,14 @@ import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { ContentStore, type Pointer } from '../content/store.js';
 import { isSha256Digest } from '../oci/digest.js';
-import type { FormatFamily } from '../oci/mediatypes.js';
+import { familyOf, type FormatFamily } from '../oci/mediatypes.js';
 import type { Descriptor } from '../oci/types.js';
 import { RegistryError } from '../registry/errors.js';
 import type { TaskQueue } from '../tasks/queue.js';
 import type { Generator, GeneratorContext, TagRequest } from './generator.js';
 import { writeRandomImage } from './random.js';
+import { writeInFamily } from '../oci/family.js';
+import type { AcceptedTypes } from '../registry/accept.js';
 
 const SERVICE = 'wait';
 const TASK = 'wait';
@@ -126,7 +128,22 @@ export class WaitGenerator implements Generator {
     this.tasks?.handle(TASK, (payload) => this.runTask(payload));
   }
 
+  /**
+   * The image is made once, in the form its first puller preferred; a client that does
+   * not take that form gets the same image described in the other family.
+   */
   async manifest(request: TagRequest): Promise<Descriptor> {
+    return this.inAcceptedForm(await this.image(request), request.accept);
+  }
+
+  private async inAcceptedForm(descriptor: Descriptor, accept: AcceptedTypes): Promise<Descriptor> {
+    if (accept.accepts(descriptor.mediaType)) return descriptor;
+    const stored = await this.store.getManifest(descriptor.digest);
+    const twin = stored && (await writeInFamily(this.store, stored, familyOf(descriptor.mediaType) === 'oci' ? 'docker' : 'oci'));
+    return twin && accept.accepts(twin.mediaType) ? twin : descriptor;
+  }
+
+  private async image(request: TagRequest): Promise<Descriptor> {
     const waitMs = parseWaitTag(request.tag);
     const key = `${request.repository}:${request.tag}`;
     const ref = `wait/${key}`;

@@ -18,13 +18,15 @@ export function checkName(name: string): void {
 
 export type Reference = { tag: string; digest?: undefined } | { digest: string; tag?: undefined };
 
-/** A manifest reference: a tag, or a digest (anything with a `:`). */
+/** A manifest reference of a pull: a tag, or a digest (anything with a `:`). */
 export function parseReference(reference: string): Reference {
   if (reference.includes(':')) return { digest: checkDigest(reference) };
   if (!TAG.test(reference)) {
+    // A pull of a tag that cannot exist is "unknown manifest" (404), as distribution and the
+    // OCI conformance suite expect; TAG_INVALID is for pushes.
     throw new RegistryError(
-      'TAG_INVALID',
-      `invalid tag ${JSON.stringify(reference)}: a tag is 1-128 characters of letters, digits, _ . - and must not start with . or -`,
+      'MANIFEST_UNKNOWN',
+      `no manifest can have the tag ${JSON.stringify(reference)}: a tag is 1-128 characters of letters, digits, _ . - and must not start with . or -`,
     );
   }
   return { tag: reference };

@@ -15,6 +15,7 @@ import { parseRegistryPath } from './paths.js';
 import { parseRange } from './range.js';
 import { resolveService, type ServiceTarget } from './services.js';
 import { selectPlatform } from './platform.js';
+import { pageTags } from './tags.js';
 
 export interface RegistryOptions {
   store: ContentStore;
@@ -48,6 +49,7 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
     const fields: RequestLogFields = res.locals.fields;
 
     if (PUSH_METHODS.has(req.method)) {
+      labelService(req, path, fields, domain, services);
       throw new RegistryError('UNSUPPORTED', `${req.method} is not supported: kontain is a read-only registry that makes images when they are pulled`);
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -99,11 +101,10 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
       if (!generator.storeless) await store.links.addManifest(generator.service, target.repository, manifest);
       manifest = await negotiate(manifest, accept, ref.tag, generator, target, log);
     } else {
+      // By digest the stored bytes are the answer whatever Accept says, as distribution
+      // does: only a tag is negotiated, since another form would have another digest.
       manifest = await findManifest(generator, target, ref.digest, log);
       if (!manifest) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${ref.digest} is not known to ${generator.service}`, { detail: { digest: ref.digest } });
-      if (!accept.accepts(manifest.mediaType)) {
-        throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${ref.digest} is ${manifest.mediaType}, which the request's Accept header does not include`);
-      }
     }
     res.setHeader('Docker-Content-Digest', manifest.digest);
     res.setHeader('ETag', `"${manifest.digest}"`);
@@ -224,25 +225,31 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
     const last = typeof req.query.last === 'string' ? req.query.last : undefined;
     // Hosts that make any tag on request have no list to give: an empty one (not an
     // error) keeps `skopeo inspect` and `crane ls` working.
-    const page = generator.tags ? await generator.tags(target.repository, { n, last }, log) : { tags: [] };
-    if ('next' in page && page.next !== undefined && n !== undefined) {
+    const source = generator.tags && n !== 0 ? await generator.tags(target.repository, { n, last }, log) : { tags: [] };
+    const page = pageTags(source.tags, { n, last }, 'next' in source && source.next !== undefined);
+    if (page.next !== undefined && n !== undefined) {
       const params = new URLSearchParams({ n: String(n), last: page.next });
       res.setHeader('Link', `</v2/${name}/tags/list?${params}>; rel="next"`);
     }
     sendJSON(res, req, 200, Buffer.from(JSON.stringify({ name, tags: page.tags })), 'application/json');
   }
 
+  /**
+   * Any well-formed digest has a referrers index, empty when nothing refers to it (the
+   * spec forbids 404 here). `artifactType` is applied by kontain, whatever the source did.
+   */
   async function serveReferrers(req: Request, res: Response, generator: Generator, target: ServiceTarget, reference: string, log: Logger): Promise<void> {
     const digest = checkDigest(reference);
+    const artifactType = typeof req.query.artifactType === 'string' ? req.query.artifactType : undefined;
     const known = await generator.referrers?.(target.repository, digest, log);
-    if (known) {
-      sendJSON(res, req, 200, known.bytes, known.mediaType);
+    if (artifactType === undefined) {
+      sendJSON(res, req, 200, known?.bytes ?? EMPTY_INDEX, MediaType.ociIndex);
       return;
     }
-    if (!(await findManifest(generator, target, digest, log))) {
-      throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${digest} is not known to ${generator.service}`, { detail: { digest } });
-    }
-    sendJSON(res, req, 200, EMPTY_INDEX, MediaType.ociIndex);
+    const index = JSON.parse((known?.bytes ?? EMPTY_INDEX).toString('utf8')) as ImageIndex;
+    const manifests = (index.manifests ?? []).filter((entry) => entry.artifactType === artifactType);
+    res.setHeader('OCI-Filters-Applied', 'artifactType');
+    sendJSON(res, req, 200, Buffer.from(JSON.stringify({ ...index, manifests })), MediaType.ociIndex);
   }
 
   return (req: Request, res: Response, next: NextFunction) => {
@@ -261,6 +268,18 @@ function clientGone(res: Response): AbortSignal {
     if (!res.writableFinished) controller.abort(new RegistryError('UNAVAILABLE', 'the client closed the connection'));
   });
   return controller.signal;
+}
+
+/** Names the service of a request refused before routing (pushes), for the request log and metrics. */
+function labelService(req: Request, path: ReturnType<typeof parseRegistryPath>, fields: RequestLogFields, domain: string, services: ReadonlySet<string>): void {
+  if (!('name' in path)) return;
+  try {
+    const target = resolveService(req.headers.host, domain, path.name, services);
+    fields.service = target.service;
+    fields.repository = target.repository;
+  } catch {
+    // Not a service: the push is refused all the same.
+  }
 }
 
 function parsePageSize(raw: unknown): number | undefined {

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { ContentStore } from '../content/store.js';
 import type { Generator } from '../generators/generator.js';
-import { RegistryError } from '../registry/errors.js';
+import { RegistryError, reasonPhrase } from '../registry/errors.js';
 import { registryRouter } from '../registry/router.js';
 import { serviceFromHost } from '../registry/services.js';
 import { indexLandingPage, serviceLandingPage } from './landing.js';
@@ -86,6 +86,8 @@ export function createApp({ config, store, generators, log, metrics = createMetr
     }
     const body = Buffer.from(JSON.stringify(error.toJSON()));
     res.status(error.status);
+    // containerd resolves tags with HEAD and prints only the status line: say why there too.
+    res.statusMessage = reasonPhrase(error.message);
     for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, value);
     res.setHeader('Content-Type', 'application/json');
     res.setHeader('Content-Length', body.length);

@@ -10,6 +10,8 @@ export const TASK_SECRET_HEADER = 'X-Kontain-Task-Secret';
 
 /** gRPC status ALREADY_EXISTS: a task of that name exists or ran recently. */
 const ALREADY_EXISTS = 6;
+/** The same answer over REST: google-gax 5 passes the HTTP error through with its status. */
+const HTTP_CONFLICT = 409;
 
 /** The `cloud` form of KONTAIN_TASKS (documented on TasksConfig), plus a logger. */
 export type CloudTaskQueueOptions = Omit<Extract<TasksConfig, { kind: 'cloud' }>, 'kind'> & { log: Logger };
@@ -74,7 +76,8 @@ export class CloudTaskQueue implements TaskQueue {
       await this.client.createTask({ parent: queue, task });
       return { created: true };
     } catch (err) {
-      if ((err as { code?: unknown }).code === ALREADY_EXISTS) return { created: false };
+      const { code, status } = err as { code?: unknown; status?: unknown };
+      if (code === ALREADY_EXISTS || status === HTTP_CONFLICT) return { created: false };
       throw err;
     }
   }

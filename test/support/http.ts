@@ -2,6 +2,8 @@ import http from 'node:http';
 
 export interface HttpResult {
   status: number;
+  /** The reason phrase of the status line, as the server wrote it. */
+  statusMessage?: string;
   headers: http.IncomingHttpHeaders;
   body: Buffer;
 }
@@ -15,7 +17,7 @@ export function request(
     const req = http.request(url, { method: options.method ?? 'GET', headers: options.headers, timeout: options.timeoutMs ?? 60_000, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, statusMessage: res.statusMessage, headers: res.headers, body: Buffer.concat(chunks) }));
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error(`request to ${url} timed out`)));

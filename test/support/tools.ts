@@ -1,8 +1,7 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { projectRoot } from './estargz-verify.js';
 
 const run = promisify(execFile);
 
@@ -21,17 +20,14 @@ export async function exec(file: string, args: string[], timeoutMs = 120_000): P
   }
 }
 
-let policyPath: string | undefined;
-
-/** A signature policy that accepts anything, so skopeo never reads the machine's own. */
-async function policy(): Promise<string> {
-  if (!policyPath) {
-    const dir = await mkdtemp(path.join(tmpdir(), 'kontain-policy-'));
-    policyPath = path.join(dir, 'policy.json');
-    await writeFile(policyPath, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
-  }
-  return policyPath;
+/**
+ * A signature policy that accepts anything, so skopeo and podman never read the machine's
+ * own. A checked-in file: nothing to write, nothing left in $TMPDIR.
+ */
+export function signaturePolicy(): string {
+  return path.join(projectRoot(), 'test', 'fixtures', 'skopeo-policy.json');
 }
+const policy = async (): Promise<string> => signaturePolicy();
 
 /** `skopeo copy` from a plain-HTTP registry into an OCI layout. */
 export async function skopeoCopy(source: string, destination: string, extra: string[] = []): Promise<CommandResult> {
