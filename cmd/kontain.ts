@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 // Commands load their modules when run: the proxies start per client and must start fast.
 import { ConfigError, loadConfig, staticPrefix } from '../src/config.js';
+import { StartupError } from '../src/server/startup-error.js';
+import type { Logger } from 'pino';
+import type { RunningServer } from '../src/server/serve.js';
 
 const USAGE = `usage: kontain <command>
 
@@ -38,22 +41,22 @@ async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  const { createLogger } = await import('../src/server/logging.js');
-  const log = createLogger(config.logLevel);
+  const { configuredSecrets, createLogger } = await import('../src/server/logging.js');
+  const log = createLogger(config.logLevel, undefined, configuredSecrets(config));
   switch (command) {
     case 'serve': {
       const { startServer } = await import('../src/server/serve.js');
-      const running = await startServer(config, log);
-      await new Promise<void>((resolve) => {
-        const stop = (signal: string) => {
-          log.info({ signal }, 'shutting down: finishing in-flight requests');
-          running.close().then(resolve, resolve);
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
+      // A closed stdout (the reader of a pipe gone) must neither crash nor hold up the
+      // server: its write errors are dropped (pino's own stream does the same for the log).
+      process.stdout.on('error', () => undefined);
+      // Listening for signals from the start: one that arrives while the server is still
+      // starting stops it as soon as it is up, instead of killing it mid-start.
+      const signal = new Promise<string>((resolve) => {
+        process.once('SIGTERM', () => resolve('SIGTERM'));
+        process.once('SIGINT', () => resolve('SIGINT'));
       });
-      log.info('stopped');
-      return 0;
+      const running = await startServer(config, log);
+      return shutDown(running, log, await signal);
     }
     case 'gc': {
       const [{ default: pino }, { ContentStore }, { collectGarbage }, { createBackend }] = await Promise.all([
@@ -73,7 +76,7 @@ async function main(argv: string[]): Promise<number> {
       const report = await collectGarbage(store, {
         graceMs: config.gcGraceSeconds * 1000,
         dryRun: flags.includes('--dry-run'),
-        log: createLogger(config.logLevel, pino.destination(2)),
+        log: createLogger(config.logLevel, pino.destination(2), configuredSecrets(config)),
       });
       console.log(JSON.stringify(report, null, 2));
       return 0;
@@ -121,10 +124,47 @@ async function exportCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+/** In-flight requests get this long after the signal; then their connections are closed (Cloud Run kills at 10 s). */
+const SHUTDOWN_GRACE_MS = 9_000;
+/** What closing may take after that (the task queue's running handlers, gc) before the process exits anyway. */
+const SHUTDOWN_FORCE_MS = 5_000;
+
+/**
+ * Stops serving: in-flight requests finish, up to a deadline after which their connections
+ * are cut; a second signal cuts them at once. Resolves with the exit code.
+ */
+async function shutDown(running: RunningServer, log: Logger, signal: string): Promise<number> {
+  log.info({ signal }, 'shutting down: finishing in-flight requests');
+  let forced = false;
+  const force = () => {
+    if (forced) return;
+    forced = true;
+    log.warn('shutdown: closing the connections still open');
+    running.server.closeAllConnections();
+  };
+  const onSecondSignal = () => force();
+  process.once('SIGTERM', onSecondSignal);
+  process.once('SIGINT', onSecondSignal);
+  const grace = setTimeout(force, SHUTDOWN_GRACE_MS);
+  const closed = await Promise.race([
+    running.close().then(() => true),
+    new Promise<boolean>((resolve) => setTimeout(() => resolve(false), SHUTDOWN_GRACE_MS + SHUTDOWN_FORCE_MS).unref()),
+  ]);
+  clearTimeout(grace);
+  if (!closed) {
+    log.error('shutdown did not finish in time; exiting anyway');
+    return 1;
+  }
+  log.info('stopped');
+  return 0;
+}
+
+main(process.argv.slice(2)).then((code) => process.exit(code), (err: unknown) => {
+  // Errors an operator can act on are one line; anything else keeps its stack.
+  if (err instanceof StartupError || err instanceof ConfigError) {
+    console.error(`kontain: ${err.message}`);
+    process.exit(2);
+  }
+  console.error(err);
+  process.exit(1);
+});

@@ -1,4 +1,5 @@
 import { tmpdir } from 'node:os';
+import { isIP } from 'node:net';
 import path from 'node:path';
 
 /**
@@ -32,6 +33,10 @@ export type TasksConfig =
 
 export interface Config {
   port: number;
+  /** Seconds a connection may take to send a request's headers (idle and header-less connections are closed after it). */
+  headersTimeoutSeconds: number;
+  /** Open connections per client address (TCP peer); 0 = no cap. Off by default on Cloud Run, where every peer is the proxy. */
+  maxConnectionsPerClient: number;
   /** Suffix for host routing (`kontain.me`); empty means path routing only. */
   domain: string;
   store: StoreConfig;
@@ -140,6 +145,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const storeSpec = env.KONTAIN_STORE?.trim() || './data';
   return {
     port: integer(env, 'PORT', 8080, 0, 65535),
+    headersTimeoutSeconds: integer(env, 'KONTAIN_HEADERS_TIMEOUT', 20, 1, 600),
+    // Cloud Run sets K_SERVICE; there all connections come from its front end.
+    maxConnectionsPerClient: integer(env, 'KONTAIN_MAX_CONNECTIONS_PER_CLIENT', env.K_SERVICE ? 0 : 128, 0, 1_000_000),
     domain: (env.KONTAIN_DOMAIN ?? '').trim().toLowerCase().replace(/^\.+|\.+$/g, ''),
     store: parseStore(storeSpec),
     gcsUrlMode: oneOf(env, 'KONTAIN_GCS_URL_MODE', ['public', 'signed', 'none'] as const, 'public'),
@@ -156,7 +164,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     insecureRegistries: (env.KONTAIN_INSECURE_REGISTRIES ?? '')
       .split(',')
       .map((entry) => entry.trim().toLowerCase())
-      .filter(Boolean),
+      .filter(Boolean)
+      .map(insecureRegistry),
     dockerConfigPath: env.KONTAIN_DOCKER_CONFIG?.trim() || undefined,
     mirrorStaleIfError: boolean(env, 'KONTAIN_MIRROR_STALE_IF_ERROR', true),
     upstreamStallMs: integer(env, 'KONTAIN_UPSTREAM_STALL_MS', 30_000, 100, 3600_000),
@@ -305,6 +314,35 @@ function httpURL(env: NodeJS.ProcessEnv, name: string, required: boolean): strin
     throw new ConfigError(`${name}=${raw} must be an http(s) URL without query or fragment`);
   }
   return url.toString().replace(/\/+$/, '');
+}
+
+/**
+ * One KONTAIN_INSECURE_REGISTRIES entry: `host`, `host:port`, an IP literal or `[ipv6]:port`.
+ * Anything else (a URL with a scheme, a path, a CIDR range) would never match an upstream,
+ * so it is refused instead of silently ignored.
+ */
+function insecureRegistry(entry: string): string {
+  const expected = 'host or host:port, for example 127.0.0.1:5000, registry.local or [::1]:5000, without a scheme or path';
+  if (entry.includes('/')) {
+    const why = /^[0-9a-f.:[\]]+\/\d+$/.test(entry) ? 'CIDR ranges are not supported; list each registry' : 'it has a scheme or path';
+    throw new ConfigError(`KONTAIN_INSECURE_REGISTRIES entry ${JSON.stringify(entry)} is not valid (${why}); expected ${expected}`);
+  }
+  if (isIP(entry) === 6) return entry; // a bare IPv6 literal, no port
+  let url: URL | undefined;
+  try {
+    url = new URL(`http://${entry}`);
+  } catch {
+    url = undefined;
+  }
+  // The URL parser normalises what it reads: an entry is valid when it reads back as itself
+  // (with the port the entry named, even the scheme's default).
+  const host = url && !url.username && !url.password && url.pathname === '/' ? url.hostname : undefined;
+  const port = /:(\d{1,5})$/.exec(entry)?.[1];
+  const readBack = host === undefined ? undefined : port === undefined ? host : `${host}:${port}`;
+  if (readBack !== entry || (port !== undefined && Number(port) > 65535) || !/^[a-z0-9.[\]:-]+$/.test(entry)) {
+    throw new ConfigError(`KONTAIN_INSECURE_REGISTRIES entry ${JSON.stringify(entry)} is not valid; expected ${expected}`);
+  }
+  return entry;
 }
 
 function parseStore(spec: string): StoreConfig {

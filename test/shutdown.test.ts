@@ -38,6 +38,8 @@ test('SIGTERM lets an in-flight image finish, then the process exits 0', { timeo
     const [code] = (await once(child, 'exit')) as [number | null];
     assert.equal(code, 0);
     assert.match(output, /shutting down/);
+    assert.match(output, /"stopped"/);
+    assert.ok(output.indexOf('shutting down') < output.indexOf('"stopped"'), `"shutting down" is logged before "stopped":\n${output}`);
   } finally {
     child.kill('SIGKILL');
     await rm(store, { recursive: true, force: true });

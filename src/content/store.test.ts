@@ -79,3 +79,26 @@ test('an expired pointer is not used', () =>
     await store.cached('test', 'k', build);
     assert.equal(builds, 2);
   }, 10));
+
+test('pointer names: short keys stay readable, the longest valid keys fit a file name and a GCS object name', () =>
+  withStore(async (store) => {
+    assert.equal(ContentStore.pointerName('mirror', 'docker.io/library/busybox:latest'), 'pointers/mirror/docker.io%2Flibrary%2Fbusybox%3Alatest.json');
+    // A 253-character registry host, a 255-character repository and a 128-character tag.
+    const longest = `${'h'.repeat(63)}.${'o'.repeat(63)}.${'s'.repeat(63)}.${'t'.repeat(61)}:65535/${'r/'.repeat(127)}r:${'T'.repeat(128)}`;
+    const otherTag = longest.slice(0, -1) + 'U';
+    const name = ContentStore.pointerName('mirror', longest);
+    const component = name.split('/').pop()!;
+    // 255 bytes per file name, less the fs backend's `.<inode>.meta.json` sidecar suffix.
+    assert.ok(Buffer.byteLength(component) + '.18446744073709551615.meta.json'.length <= 255, component);
+    assert.ok(Buffer.byteLength(`${'p'.repeat(200)}/${name}`) <= 1024, 'a GCS object name, even under a long prefix');
+    assert.notEqual(ContentStore.pointerName('mirror', otherTag), name);
+    assert.match(component, /^h{60}=[0-9a-f]{64}\.json$/, 'the readable start of the key, then its hash');
+
+    const descriptor = { mediaType: MediaType.ociManifest, digest: sha256Digest(Buffer.from('x')), size: 1 };
+    await store.setPointer('mirror', longest, descriptor);
+    const pointer = await store.getPointer('mirror', longest);
+    assert.deepEqual(pointer?.descriptor, descriptor);
+    assert.equal(pointer?.key, longest, 'the key is kept inside the pointer');
+    assert.equal(await store.getPointer('mirror', otherTag), undefined);
+    assert.equal(await store.createPointer('mirror', longest, descriptor), false, 'create-if-absent sees the pointer');
+  }));

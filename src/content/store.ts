@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { readObject, type ByteRange, type ObjectInfo, type StorageBackend } from '../storage/backend.js';
@@ -12,6 +12,8 @@ import { RepositoryLinks } from './links.js';
 export interface Pointer {
   descriptor: Descriptor;
   created: string;
+  /** The key it was written under (pointers written before keys were kept have none). */
+  key?: string;
 }
 
 export interface BlobInfo {
@@ -40,6 +42,13 @@ export class DigestMismatch extends Error {
 }
 
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/**
+ * Longest encoded key used as is in a pointer's object name. A file name holds 255 bytes,
+ * and the fs backend adds `.<inode>.meta.json` for its sidecar: longer keys are hashed.
+ */
+const READABLE_KEY_BYTES = 150;
+/** How much of a hashed key's encoding still begins its object name, for people listing the store. */
+const HASHED_KEY_PREFIX_BYTES = 60;
 
 /**
  * Content-addressed storage over any backend: blobs and manifests by digest, and named
@@ -47,7 +56,8 @@ const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
  *
  *   blobs/sha256/<hex>              layer and config bytes
  *   manifests/sha256/<hex>          manifest and index bytes, content type = media type
- *   pointers/<service>/<key>.json   a Pointer
+ *   pointers/<service>/<key>.json   a Pointer (key URI-encoded; a long key as
+ *                                   <its first bytes>=<sha256 of the key>.json, the key itself inside)
  *   links/<service>/<repo hash>/<hex>  what a repository may serve by digest (links.ts)
  *   tmp/<uuid>                      uploads whose digest is not known yet
  *   leases/<hash>/<epoch>           which instance is doing a piece of work (lease.ts)
@@ -82,7 +92,11 @@ export class ContentStore {
   }
 
   static pointerName(service: string, key: string): string {
-    return `pointers/${service}/${encodeURIComponent(key)}.json`;
+    const encoded = encodeURIComponent(key);
+    if (encoded.length <= READABLE_KEY_BYTES) return `pointers/${service}/${encoded}.json`;
+    // `=` never appears in an encoded key, so a hashed name cannot be taken for a readable one.
+    const readable = encoded.slice(0, HASHED_KEY_PREFIX_BYTES).replace(/%[0-9A-F]?$/, '');
+    return `pointers/${service}/${readable}=${createHash('sha256').update(key).digest('hex')}.json`;
   }
 
   async statBlob(digest: string): Promise<BlobInfo | undefined> {
@@ -183,18 +197,27 @@ export class ContentStore {
     const bytes = await readObject(this.backend, name);
     if (!bytes) return undefined;
     const pointer = JSON.parse(bytes.toString('utf8')) as Pointer;
+    if (pointer.key !== undefined && pointer.key !== key) return undefined;
     if (!options.allowExpired && Date.now() - Date.parse(pointer.created) > this.pointerTTLms) return undefined;
     return pointer;
   }
 
   /** Pointers are replaced, not created once: a newer build of the same key wins. */
   async setPointer(service: string, key: string, descriptor: Descriptor): Promise<void> {
-    const name = ContentStore.pointerName(service, key);
-    const pointer: Pointer = { descriptor, created: new Date().toISOString() };
-    await this.backend.delete(name);
-    await this.backend.createIfAbsent(name, Readable.from([Buffer.from(JSON.stringify(pointer))]), {
+    await this.deletePointer(service, key);
+    await this.createPointer(service, key, descriptor);
+  }
+
+  /** Writes a pointer only if there is none under the key; true when this call wrote it. */
+  async createPointer(service: string, key: string, descriptor: Descriptor): Promise<boolean> {
+    const pointer: Pointer = { descriptor, created: new Date().toISOString(), key };
+    return this.backend.createIfAbsent(ContentStore.pointerName(service, key), Readable.from([Buffer.from(JSON.stringify(pointer))]), {
       contentType: 'application/json',
     });
+  }
+
+  async deletePointer(service: string, key: string): Promise<void> {
+    await this.backend.delete(ContentStore.pointerName(service, key));
   }
 
   /** The pointer's descriptor when it is live and its manifest is in the store. */

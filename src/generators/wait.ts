@@ -1,4 +1,3 @@
-import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { ContentStore, type Pointer } from '../content/store.js';
 import { isSha256Digest } from '../oci/digest.js';
@@ -187,41 +186,28 @@ export class WaitGenerator implements Generator {
   }
 
   /**
-   * Writes the placeholder (create-if-absent, so concurrent first pulls make one) and
-   * enqueues the task. Undefined when another puller got there first.
+   * Enqueues the task, then writes the placeholder (create-if-absent, so concurrent first
+   * pulls make one). Undefined when another puller's placeholder got there first; its
+   * task is the one that counts, and ours will find another ready time and do nothing.
+   * In this order a crash between the two writes leaves a task without a placeholder,
+   * which makes the image when due (see build), never a placeholder that promises an
+   * image no task will make.
    */
   private async startWait(key: string, waitMs: number, family: FormatFamily, previous: Pointer | undefined): Promise<number | undefined> {
     if (!this.tasks) throw new RegistryError('UNAVAILABLE', 'the wait host needs a task queue, and this server was started without one');
-    const name = ContentStore.pointerName(SERVICE, key);
     if (previous) {
       // Replace the stale pointer only if it is still the one we judged stale.
       const current = await this.store.getPointer(SERVICE, key, { allowExpired: true });
       if (current && current.created !== previous.created) return undefined;
-      await this.store.backend.delete(name);
+      await this.store.deletePointer(SERVICE, key);
     }
-    const now = Date.now();
-    const readyMs = now + waitMs;
+    const readyMs = Date.now() + waitMs;
     const readyAt = new Date(readyMs).toISOString();
-    const placeholder: Pointer = {
-      descriptor: { mediaType: PLACEHOLDER_TYPE, digest: 'none', size: 0, annotations: { [READY_AT]: readyAt } },
-      created: new Date(now).toISOString(),
-    };
-    // setPointer replaces; the placeholder must be created only if absent, so the store's
-    // own pointer name is written through the backend directly.
-    const created = await this.store.backend.createIfAbsent(name, Readable.from([Buffer.from(JSON.stringify(placeholder))]), {
-      contentType: 'application/json',
-    });
-    if (!created) return undefined;
     const payload: WaitPayload = { key, readyAt, family };
-    try {
-      // The ready time is in the key: a later wait for the same tag is different work.
-      await this.tasks.enqueue(TASK, { ...payload }, waitMs / 1000, { dedupeKey: `${key}@${readyAt}` });
-    } catch (err) {
-      // No task, no promise: the next pull starts over.
-      await this.store.backend.delete(name).catch(() => undefined);
-      throw err;
-    }
-    return readyMs;
+    // The ready time is in the key: a later wait for the same tag is different work.
+    await this.tasks.enqueue(TASK, { ...payload }, waitMs / 1000, { dedupeKey: `${key}@${readyAt}` });
+    const placeholder: Descriptor = { mediaType: PLACEHOLDER_TYPE, digest: 'none', size: 0, annotations: { [READY_AT]: readyAt } };
+    return (await this.store.createPointer(SERVICE, key, placeholder)) ? readyMs : undefined;
   }
 
   private async runTask(raw: unknown): Promise<void> {
@@ -243,9 +229,15 @@ export class WaitGenerator implements Generator {
     const promise = (async () => {
       const pointer = await this.store.getPointer(SERVICE, payload.key, { allowExpired: true });
       if (pointer && isImagePointer(pointer) && (await this.store.getManifest(pointer.descriptor.digest))) return pointer.descriptor;
-      if (!pointer || readyAtOf(pointer) !== payload.readyAt) return undefined;
+      if (pointer && readyAtOf(pointer) !== payload.readyAt) return undefined;
+      // No pointer at all: the placeholder was never written (a crash after the enqueue) or
+      // not yet (a 0s wait's task may run first). The image is due either way.
       const descriptor = await writeRandomImage(this.store, WAIT_IMAGE, payload.family);
-      await this.store.setPointer(SERVICE, payload.key, descriptor);
+      if (pointer || !(await this.store.createPointer(SERVICE, payload.key, descriptor))) {
+        const current = await this.store.getPointer(SERVICE, payload.key, { allowExpired: true });
+        if (!current || readyAtOf(current) !== payload.readyAt) return current && isImagePointer(current) ? current.descriptor : undefined;
+        await this.store.setPointer(SERVICE, payload.key, descriptor);
+      }
       return descriptor;
     })().finally(() => this.building.delete(payload.key));
     this.building.set(payload.key, promise);

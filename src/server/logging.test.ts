@@ -42,3 +42,30 @@ test('one JSON line per request with Cloud Logging fields', async () => {
   assert.equal(line.httpRequest.responseSize, '5');
   assert.match(line.httpRequest.latency, /^\d+\.\d{3}s$/);
 });
+
+test('logged errors and fields lose their secrets: headers at any depth, auth schemes, key=value pairs, URL passwords', () => {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(...chunk.toString().trim().split('\n'));
+      cb();
+    },
+  });
+  const log = createLogger('info', sink, ['exactly-this-configured-value']);
+  const err = Object.assign(new Error('request failed: {"headers":{"X-Kontain-Task-Secret":"s3cr3t-in-json"}} with Authorization: Bearer eyJ.tok.en'), {
+    config: { url: 'https://user:hunter2hunter2@registry.example/v2/?access_token=tok123', headers: { authorization: 'Basic dXNlcjpwYXNz', 'X-Kontain-Task-Secret': 'in-a-header' } },
+    response: { data: Buffer.from('password=p4ssw0rd&user=u') },
+    cause: new Error('echo: exactly-this-configured-value'),
+  });
+  log.error({ err, request: { headers: { Cookie: 'session=abc' } } }, 'failed with token=raw-token-value');
+  const line = lines.join('\n');
+  for (const secret of ['s3cr3t-in-json', 'eyJ.tok.en', 'hunter2hunter2', 'tok123', 'dXNlcjpwYXNz', 'in-a-header', 'p4ssw0rd', 'exactly-this-configured-value', 'session=abc', 'raw-token-value']) {
+    assert.ok(!line.includes(secret), `${secret} is in the log: ${line}`);
+  }
+  const parsed = JSON.parse(lines[0]!) as Record<string, any>;
+  assert.equal(parsed.err.type, 'Error');
+  assert.match(parsed.err.message, /^request failed: /, 'the rest of the message is kept');
+  assert.equal(parsed.err.config.headers.authorization, '[REDACTED]');
+  assert.match(parsed.err.config.url, /^https:\/\/user:\[REDACTED\]@registry\.example\/v2\/\?access_token=\[REDACTED\]$/);
+  assert.equal(parsed.message, 'failed with token=[REDACTED]');
+});

@@ -2,6 +2,8 @@ import pino, { type Logger } from 'pino';
 import type { Request, Response, NextFunction } from 'express';
 import type { RequestLogFields } from '../registry/router.js';
 import { responseBytes } from './response-bytes.js';
+import { scrubLogFields, scrubText } from './redact.js';
+import type { Config } from '../config.js';
 
 /** pino levels as Cloud Logging severities, so the console shows them. */
 const SEVERITY: Record<string, string> = {
@@ -13,19 +15,36 @@ const SEVERITY: Record<string, string> = {
   fatal: 'CRITICAL',
 };
 
-export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+/**
+ * The service's logger. Every line is scrubbed of secrets (see redact.ts): `secrets` are
+ * exact values to remove wherever they appear, on top of the generic patterns.
+ */
+export function createLogger(level: string, destination?: pino.DestinationStream, secrets: readonly string[] = []): Logger {
   return pino(
     {
       level,
       messageKey: 'message',
       base: undefined,
       timestamp: pino.stdTimeFunctions.isoTime,
+      // Errors are serialised (and scrubbed) by formatters.log, which runs first.
+      serializers: { err: (err: unknown) => err },
       formatters: {
         level: (label) => ({ severity: SEVERITY[label] ?? 'DEFAULT' }),
+        log: (fields) => scrubLogFields(fields, secrets) as Record<string, unknown>,
+      },
+      hooks: {
+        logMethod(args, method) {
+          method.apply(this, args.map((arg) => (typeof arg === 'string' ? scrubText(arg, secrets) : arg)) as Parameters<typeof method>);
+        },
       },
     },
     destination,
   );
+}
+
+/** The configured secrets the log must never show. */
+export function configuredSecrets(config: Config): string[] {
+  return config.tasks.kind === 'cloud' && config.tasks.secret ? [config.tasks.secret] : [];
 }
 
 /** The Cloud Logging trace name for a request's `X-Cloud-Trace-Context`, if it has one. */

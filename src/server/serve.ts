@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ContentStore } from '../content/store.js';
@@ -6,10 +6,14 @@ import { createGenerators } from '../generators/index.js';
 import { createBuildFacility } from '../builds/index.js';
 import { createBackend } from '../storage/index.js';
 import { createApp } from './app.js';
+import { createLimitedServer } from './connections.js';
+import { probeStore } from '../storage/probe.js';
+import { StartupError } from './startup-error.js';
 import { createMetrics } from './metrics.js';
 import { removeCrashLeftovers, startPeriodicGc } from '../content/gc.js';
 import { createTaskEndpoint, createTaskQueue, type TaskEndpointDependencies } from '../tasks/index.js';
 import type { TaskQueue } from '../tasks/queue.js';
+
 
 export interface RunningServer {
   server: Server;
@@ -29,6 +33,11 @@ export async function startServer(
   dependencies: { tasks?: TaskEndpointDependencies } = {},
 ): Promise<RunningServer> {
   const backend = await createBackend(config);
+  try {
+    await probeStore(backend);
+  } catch (err) {
+    throw new StartupError(`KONTAIN_STORE (${backend.description}) cannot be used: ${(err as Error).message}`);
+  }
   // One metrics registry per server: the store and the app report to the same one.
   const metrics = createMetrics();
   const store = new ContentStore(backend, {
@@ -45,13 +54,19 @@ export async function startServer(
   const generators = createGenerators({ store, config, log, tasks, builds });
   const taskEndpoint = await createTaskEndpoint(config, tasks, log, dependencies.tasks);
   const app = createApp({ config, store, generators, log, metrics, taskEndpoint, builds });
-  const server = createServer(app);
-  // Generating a large image can take a while before the first byte: no socket timeout.
-  server.requestTimeout = 0;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, host, () => resolve());
-  });
+  const server = createLimitedServer(app, config, log);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, host, () => resolve());
+    });
+  } catch (err) {
+    await tasks.stop();
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new StartupError(`port ${config.port} on ${host} is already in use by another program; stop it or set PORT to a free port`);
+    if (code === 'EACCES') throw new StartupError(`port ${config.port} on ${host} may not be opened by this user; set PORT to one above 1023`);
+    throw err;
+  }
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   // startupMs: process start to listening, what a cold Cloud Run instance makes its first client wait.

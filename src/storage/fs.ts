@@ -137,7 +137,7 @@ export class FsBackend implements StorageBackend {
   /** Streams `body` into a fresh temp file and fsyncs it. */
   private async writeTemp(body: Readable): Promise<string> {
     const tmpDir = path.join(this.root, TMP_DIR);
-    await mkdir(tmpDir, { recursive: true });
+    await makeDirectory(tmpDir);
     const tmp = path.join(tmpDir, tempName());
     try {
       await pipeline(body, createWriteStream(tmp, { flags: 'wx', highWaterMark: 1 << 20 }));
@@ -156,7 +156,7 @@ export class FsBackend implements StorageBackend {
 
   /** Links `tmp` to `file` if `file` is absent, then removes `tmp` either way. */
   private async publish(tmp: string, file: string, options: WriteOptions): Promise<boolean> {
-    await mkdir(path.dirname(file), { recursive: true });
+    await makeDirectory(path.dirname(file));
     // Keyed by tmp's inode, which `file` will share once linked: a loser's sidecar has
     // another name, so writing it first cannot clobber the existing object's.
     const sidecar = sidecarPath(file, (await stat(tmp, { bigint: true })).ino);
@@ -179,7 +179,7 @@ export class FsBackend implements StorageBackend {
    */
   private async writeSidecar(target: string, sidecar: Sidecar): Promise<void> {
     const tmpDir = path.join(this.root, TMP_DIR);
-    await mkdir(tmpDir, { recursive: true });
+    await makeDirectory(tmpDir);
     const tmp = path.join(tmpDir, `${tempName()}${META_SUFFIX}`);
     try {
       const handle = await open(tmp, 'wx');
@@ -194,6 +194,30 @@ export class FsBackend implements StorageBackend {
       await rm(tmp, { force: true });
       throw err;
     }
+  }
+}
+
+/**
+ * `mkdir -p`, written out because Node's `mkdir(…, { recursive: true })` never returns
+ * for a path under /proc (ENOENT for a parent that exists: it retries forever at full
+ * CPU on the thread pool). Here each level is tried at most twice, so any error ends it.
+ */
+export async function makeDirectory(dir: string): Promise<void> {
+  try {
+    await mkdir(dir);
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' && (await stat(dir)).isDirectory()) return;
+    const parent = path.dirname(dir);
+    if (code !== 'ENOENT' || parent === dir) throw err;
+    await makeDirectory(parent);
+  }
+  try {
+    await mkdir(dir);
+  } catch (err) {
+    // A concurrent writer made it in between.
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || !(await stat(dir)).isDirectory()) throw err;
   }
 }
 
