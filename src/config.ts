@@ -104,6 +104,10 @@ export interface Config {
   staticRoot?: string;
   /** static: a name prepended to every static name (`team` serves `app` as `static/team/app`); empty for none. */
   staticPrefix: string;
+  /** viz: wall-clock limit of laying out one graph, in seconds. */
+  vizRenderTimeoutSeconds: number;
+  /** viz: graphs laid out at once (a worker thread each); further requests wait. */
+  vizMaxRenders: number;
 }
 
 /** Where builds run and the bounds on each. */
@@ -191,6 +195,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     builds: parseBuilds(env),
     staticRoot: env.KONTAIN_STATIC_ROOT?.trim() ? path.resolve(env.KONTAIN_STATIC_ROOT.trim()) : undefined,
     staticPrefix: staticPrefix(env.KONTAIN_STATIC_PREFIX),
+    vizRenderTimeoutSeconds: integer(env, 'KONTAIN_VIZ_RENDER_TIMEOUT', 20, 1, 600),
+    vizMaxRenders: integer(env, 'KONTAIN_VIZ_MAX_RENDERS', 2, 1, 64),
   };
 }
 

@@ -30,6 +30,8 @@ done
 [ -d /usr/share/gocode/src/github.com/containerd/stargz-snapshotter/estargz ] || missing+=(golang-github-containerd-stargz-snapshotter-dev)
 # The build tests' base image is made from busybox-static's /bin/busybox.
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+# The viz page test checks labels fit their boxes in the font viz sizes them for.
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -7,9 +7,10 @@ import path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { dotString, toDot } from '../src/viz/dot.js';
 import { humanSize, shortDigest } from '../src/viz/format.js';
-import { buildGraph, resolveImages, type ImageGraph } from '../src/viz/graph.js';
+import { buildGraph, layerNodeId, resolveImages, type ImageGraph, type ImageOutcome } from '../src/viz/graph.js';
+import { MAX_GRAPH_EDGES, MAX_GRAPH_NODES, VizLimitError } from '../src/viz/limits.js';
 import { MAX_IMAGES, TooManyImagesError, parseImageList } from '../src/viz/references.js';
-import { renderSvg } from '../src/viz/render.js';
+import renderSvg from '../src/viz/render-worker.js';
 import type { ImageGraphSource, ResolvedImage } from '../src/viz/source.js';
 import { launchBrowser } from './support/browser.js';
 import { request, registryError } from './support/http.js';
@@ -20,6 +21,10 @@ import { startUpstreamRegistry, type UpstreamRegistry } from './support/upstream
 const AMD64 = { os: 'linux', architecture: 'amd64' };
 const digest = (c: string) => `sha256:${c.repeat(64)}`;
 const layerId = (d: string) => `layer-${d.replace(':', '-')}`;
+const outcome = (reference: string, digests: string[]): ImageOutcome => ({
+  reference,
+  image: { reference, digest: digest('f'), layers: digests.map((d) => ({ digest: d, size: 1 })), totalSize: digests.length },
+});
 
 /** Edges pointing at a node, by their tails. */
 const incoming = (graph: ImageGraph, id: string) => graph.edges.filter((e) => e.to === id).map((e) => e.from).sort();
@@ -94,6 +99,32 @@ describe('graph building', () => {
     assert.equal(new Set(graph.edges.map((e) => `${e.from} ${e.to}`)).size, graph.edges.length, 'no duplicate edges');
   });
 
+  test('digests that differ only in separators get distinct ids, each a function of its digest alone', () => {
+    // Before, separators were all stripped to `-`, and each collision got one more `-`
+    // appended (in a quadratic loop): ids depended on which digests came first.
+    const colliding = ['sha256:ab-c', 'sha256:ab_c', 'sha256:ab=c', 'sha256:ab--c', 'sha256-ab:c', 'sha256:ab-_c'];
+    const forward = buildGraph([outcome('one', colliding)], AMD64);
+    const backward = buildGraph([outcome('one', [...colliding].reverse())], AMD64);
+    const ids = (graph: ImageGraph) => new Map(graph.nodes.filter((n) => n.kind === 'layer').map((n) => [n.digest!, n.id]));
+    assert.equal(new Set(ids(forward).values()).size, colliding.length, 'one id per digest');
+    assert.deepEqual(ids(backward), ids(forward), 'the same id whatever the order');
+    for (const d of colliding) assert.equal(ids(forward).get(d), layerNodeId(d));
+    assert.equal(layerNodeId('sha256:ab-c'), 'layer-sha256-ab_2dc');
+    assert.equal(layerNodeId(digest('a')), layerId(digest('a')), 'a sha256 digest reads as before: layer-sha256-<hex>');
+    for (const id of ids(forward).values()) assert.match(id, /^layer-[A-Za-z0-9_-]+$/, 'safe as an SVG id; no `:` (edge ids use it)');
+  });
+
+  test(`more than ${MAX_GRAPH_NODES} nodes or ${MAX_GRAPH_EDGES} edges is refused, naming the limit`, () => {
+    const many = Array.from({ length: 20_000 }, (_, i) => `sha256:${i.toString(16).padStart(64, '0')}`);
+    assert.throws(() => buildGraph([outcome('huge', many)], AMD64), (err: unknown) => err instanceof VizLimitError && err.message === `the graph would have more than ${MAX_GRAPH_NODES} nodes (images and distinct layers); viz draws at most ${MAX_GRAPH_NODES}: draw fewer images`);
+    // 50 layers, every one on top of every other: few nodes, but 2,500 distinct edges.
+    const pool = many.slice(0, 50);
+    const tangled = pool.flatMap((upper) => pool.flatMap((lower) => [lower, upper]));
+    assert.throws(() => buildGraph([outcome('tangled', tangled)], AMD64), (err: unknown) => err instanceof VizLimitError && /more than 2000 edges; viz draws at most 2000/.test(err.message));
+    // At the limits it is drawn.
+    assert.equal(buildGraph([outcome('fits', many.slice(0, MAX_GRAPH_NODES - 2))], AMD64).nodes.length, MAX_GRAPH_NODES);
+  });
+
   test('a registry that does not answer costs one image, not the page', async () => {
     const slow: ImageGraphSource = { resolve: (ref) => (ref === 'slow' ? new Promise(() => {}) : fakeSource({ fast: [[one, 1]] }).resolve(ref, AMD64)) };
     const graph = buildGraph(await resolveImages(slow, ['slow', 'fast'], AMD64, { timeoutMs: 50 }), AMD64);
@@ -158,6 +189,7 @@ describe('the viz host', () => {
   let multi: WrittenLayout;
   let browser: Browser | undefined;
   const ref = (name: string) => `${upstream.host}/viz/${name}:v1`;
+  const longRef = () => `${upstream.host}/viz/a-long-repository-name-to-check-that-labels/fit-inside-their-boxes:version-1.2.3-with-a-long-tag`;
 
   before(async () => {
     upstream = await startUpstreamRegistry();
@@ -171,6 +203,7 @@ describe('the viz host', () => {
       { layers: [await tarLayer({ arch: 'arm64\n' })], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
     ]);
     for (const [name, layout] of Object.entries({ 'app-one': appOne, 'app-two': appTwo, other, multi })) await pushOciLayout(layout, ref(name));
+    await pushOciLayout(other, longRef());
     server = await startKontain({ KONTAIN_INSECURE_REGISTRIES: upstream.host, KONTAIN_DOMAIN: 'kontain.test' });
   });
   after(async () => {
@@ -247,7 +280,7 @@ describe('the viz host', () => {
     // Only the viz host and the bare domain have it: another host's /viz is not viz.
     assert.equal((await request(`${server.url}/viz`, { headers: { Host: 'random.kontain.test' } })).status, 404);
     const landing = (await request(`${server.url}/`)).body.toString();
-    assert.match(landing, /<h2>viz<\/h2><p>Not a registry but a web page/);
+    assert.match(landing, /<h2><a href="https:\/\/viz\.kontain\.test\/">viz<\/a><\/h2><p>Not a registry but a web page/);
   });
 
   test('registry requests for viz are refused as NAME_UNKNOWN, in both forms', async () => {
@@ -303,6 +336,63 @@ describe('the viz host', () => {
     await mkdir(path.dirname(file), { recursive: true });
     await page.screenshot({ path: file, fullPage: true });
     assert.ok((await stat(file)).size > 10_000);
+  });
+
+  test('in Chromium: a legend in the graph\'s colours; a long reference inside its box; this server\'s own images drawn without allowlisting it', async () => {
+    browser ??= await launchBrowser();
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const port = server.address.split(':')[1];
+    // The server's insecure-registry list names only the upstream: its own images are read in-process.
+    const own = [`${server.address}/random/self:2x1000`, `localhost:${port}/random/loop:1x500`];
+    await page.goto(`${server.url}/viz`);
+    await page.fill('#images', [longRef(), ref('app-one'), ref('app-two'), ...own].join('\n'));
+    await Promise.all([page.waitForURL(/images=/), page.click('#draw')]);
+    await page.waitForSelector('#graph svg');
+
+    const drawn = await page.evaluate((long) => {
+      const svg = document.querySelector('#graph svg')!;
+      const box = (e: Element) => {
+        const r = e.getBoundingClientRect();
+        return { left: r.left, right: r.right, top: r.top, bottom: r.bottom };
+      };
+      const labelled = [...svg.querySelectorAll('g.node')].find((g) => g.querySelector('text')?.textContent === long)!;
+      const swatch = (kind: string) => getComputedStyle(document.querySelector(`#legend .swatch.${kind}`)!).backgroundColor;
+      return {
+        text: box(labelled.querySelector('text')!),
+        shape: box(labelled.querySelector('polygon')!),
+        fonts: [...new Set([...svg.querySelectorAll('text')].map((t) => getComputedStyle(t).fontFamily))],
+        legend: [...document.querySelectorAll('#legend li')].map((li) => li.textContent!.trim()),
+        swatches: { image: swatch('image'), shared: swatch('shared'), layer: swatch('layer') },
+        fills: {
+          image: svg.querySelector('g.node.image polygon')!.getAttribute('fill'),
+          shared: svg.querySelector('g.node.shared ellipse')!.getAttribute('fill'),
+          layer: svg.querySelector('g.node.layer:not(.shared) ellipse')!.getAttribute('fill'),
+        },
+        images: [...svg.querySelectorAll('g.node.image')].map((g) => [...g.querySelectorAll('text')].map((t) => t.textContent).join('\n')),
+        errors: document.querySelector('#errors')?.textContent ?? '',
+      };
+    }, longRef());
+
+    assert.ok(drawn.text.left >= drawn.shape.left && drawn.text.right <= drawn.shape.right, `the label ${JSON.stringify(drawn.text)} is inside its box ${JSON.stringify(drawn.shape)}`);
+    assert.ok(drawn.text.top >= drawn.shape.top && drawn.text.bottom <= drawn.shape.bottom);
+    assert.match(drawn.fonts.join(), /^"?DejaVu Sans"?, Verdana, sans-serif$/, 'the font Graphviz measured is the one asked for');
+
+    assert.deepEqual(drawn.legend.map((item) => item.split(':')[0]!.split(' (')[0]), [
+      'an image as asked for',
+      'a layer that two or more of these images share',
+      'a layer that only one of these images has; each layer shows the start of its digest and its compressed size',
+      'scratch',
+      'an image sits on its top layer',
+      'a layer sits on the layer below it',
+    ]);
+    const rgb = (hex: string) => `rgb(${[1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)).join(', ')})`;
+    for (const kind of ['image', 'shared', 'layer'] as const) assert.equal(drawn.swatches[kind], rgb(drawn.fills[kind]!), `the legend's ${kind} is the graph's`);
+
+    assert.equal(drawn.errors, '', 'every image drawn');
+    // random's layers are compressed tar files of the requested byte counts.
+    assert.ok(drawn.images.some((label) => label.startsWith(`${own[0]}\n`) && label.endsWith(' kB, 2 layers')), JSON.stringify(drawn.images));
+    assert.ok(drawn.images.some((label) => label.startsWith(`${own[1]}\n`) && label.endsWith(' kB, 1 layer')), JSON.stringify(drawn.images));
+    await page.screenshot({ path: path.join(repoRoot(), 'test-artifacts', 'viz-legend.png'), fullPage: true });
   });
 });
 

@@ -51,6 +51,8 @@ export interface Generator {
   readonly summary: string;
   /** `repository:tag` examples for paste-able pull commands. */
   readonly examples: string[];
+  /** A web page the host serves (viz), which the landing page links to. */
+  readonly pageURL?: string;
   /**
    * The manifest (or index) for a tag: the descriptor of stored content, or the manifest
    * itself from a host that serves content it holds; throws RegistryError for tags it

@@ -13,6 +13,7 @@ import { StaticGenerator } from './static.js';
 import { RegistryClient } from '../remote/client.js';
 import { VizHost } from '../viz/host.js';
 import { RegistryImageSource } from '../viz/source.js';
+import { GraphRenderer } from '../viz/render.js';
 
 /** Every host kontain serves, by service name. Add a host here. */
 export function createGenerators(given: GeneratorContext): Map<string, Generator> {
@@ -46,7 +47,11 @@ export function createGenerators(given: GeneratorContext): Map<string, Generator
     new KoGenerator(context, client),
     new ApkoGenerator(context),
     new KanikoGenerator(context, client, createBuildExecutor(context), builds, git),
-    new VizHost(new RegistryImageSource(client), context.config.domain),
+    new VizHost(
+      new RegistryImageSource(client),
+      new GraphRenderer({ timeoutMs: context.config.vizRenderTimeoutSeconds * 1000, maxRenders: context.config.vizMaxRenders, log: context.log }),
+      context.config.domain,
+    ),
   ];
   if (context.config.staticRoot) generators.push(new StaticGenerator({ root: context.config.staticRoot, prefix: context.config.staticPrefix }));
   return new Map(generators.map((g) => [g.service, g]));

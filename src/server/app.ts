@@ -44,7 +44,7 @@ export function createApp({ config, store, generators, log, metrics = createMetr
   if (builds) app.use(buildLogRouter(builds));
 
   // Before the registry: viz's page and API, and its refusal of registry requests.
-  app.use(vizRouter({ generators, domain: config.domain }));
+  app.use(vizRouter({ generators, domain: config.domain, store }));
   app.use(registryRouter({ store, generators, domain: config.domain, onGeneration: metrics.observeGeneration }));
 
   app.get('/', (req, res, next) => {

@@ -15,7 +15,9 @@ function section(generator: Generator, domain: string, requestHost: string): str
   const commands = generator.examples
     .map((example) => `<pre>docker pull ${escapeHTML(pullReference(generator, example, domain, requestHost))}</pre>`)
     .join('\n');
-  return `<section><h2>${escapeHTML(generator.service)}</h2><p>${escapeHTML(generator.summary)}</p>${commands}</section>`;
+  const title = generator.pageURL ? `<a href="${escapeHTML(generator.pageURL)}">${escapeHTML(generator.service)}</a>` : escapeHTML(generator.service);
+  const link = generator.pageURL ? `<p><a href="${escapeHTML(generator.pageURL)}">Open the ${escapeHTML(generator.service)} page</a></p>` : '';
+  return `<section><h2>${title}</h2><p>${escapeHTML(generator.summary)}</p>${link}${commands}</section>`;
 }
 
 function page(title: string, body: string): string {

@@ -23,7 +23,23 @@ function attributes(attrs: Record<string, string | number | undefined>): string 
   return `[${list.join(', ')}]`;
 }
 
-const COLORS = { layer: '#e8eef7', shared: '#b9d3f5', image: '#fff1bf', scratch: '#ffffff' };
+/** Fills and lines of the drawing; the page's legend shows the same. */
+export const COLORS = { layer: '#e8eef7', shared: '#b9d3f5', image: '#fff1bf', scratch: '#ffffff', line: '#4a5568', imageEdge: '#b7791f' };
+
+/**
+ * The font Graphviz sizes labels for. Graphviz compiled to WebAssembly has no fonts: it
+ * estimates text widths from metrics built into it for a few families, DejaVu Sans among
+ * them. Debian's browsers draw DejaVu Sans (its default sans-serif), so the label fits the
+ * box it was measured for; with Helvetica named, Graphviz measured Arial's narrower
+ * letters and long references ran out of their boxes.
+ */
+export const LABEL_FONT = 'DejaVu Sans';
+
+/**
+ * What the SVG asks browsers for: the measured font, else Verdana (about as wide; Windows
+ * and macOS have it), else any sans-serif (narrower, so still inside the box).
+ */
+export const DRAWN_FONTS = 'DejaVu Sans,Verdana,sans-serif';
 
 function nodeAttributes(node: GraphNode): Record<string, string | undefined> {
   switch (node.kind) {
@@ -54,9 +70,9 @@ function nodeAttributes(node: GraphNode): Record<string, string | undefined> {
 export function toDot(graph: ImageGraph, options: { errorsInLabel?: boolean } = {}): string {
   const lines = [
     'digraph layers {',
-    '  graph [rankdir=TB, nodesep=0.25, ranksep=0.35, fontname="Helvetica", fontsize=12, bgcolor="white"];',
-    '  node [fontname="Helvetica", fontsize=11, color="#4a5568"];',
-    '  edge [color="#4a5568", arrowsize=0.7];',
+    `  graph [rankdir=TB, nodesep=0.25, ranksep=0.35, fontname=${dotString(LABEL_FONT)}, fontsize=12, bgcolor="white"];`,
+    `  node [fontname=${dotString(LABEL_FONT)}, fontsize=11, color=${dotString(COLORS.line)}];`,
+    `  edge [color=${dotString(COLORS.line)}, arrowsize=0.7];`,
   ];
   if (options.errorsInLabel && graph.errors.length > 0) {
     // graph.svg stands alone, so it says what is missing from it; the page lists errors itself.
@@ -65,7 +81,7 @@ export function toDot(graph: ImageGraph, options: { errorsInLabel?: boolean } = 
   }
   for (const node of graph.nodes) lines.push(`  ${dotString(node.id)} ${attributes(nodeAttributes(node))};`);
   for (const edge of graph.edges) {
-    const style = edge.kind === 'image' ? { color: '#b7791f', penwidth: '1.5' } : {};
+    const style = edge.kind === 'image' ? { color: COLORS.imageEdge, penwidth: '1.5' } : {};
     lines.push(`  ${dotString(edge.from)} -> ${dotString(edge.to)} ${attributes({ id: `edge:${edge.from}:${edge.to}`, class: `${edge.kind}-edge`, ...style })};`);
   }
   const images = graph.nodes.filter((n) => n.kind === 'image').map((n) => dotString(n.id));
@@ -73,4 +89,9 @@ export function toDot(graph: ImageGraph, options: { errorsInLabel?: boolean } = 
   lines.push(`  { rank=max; ${dotString('scratch')}; }`);
   lines.push('}');
   return lines.join('\n') + '\n';
+}
+
+/** Graphviz's SVG with the font list browsers should draw from (Graphviz writes the one font it measured). */
+export function withDrawnFonts(svg: string): string {
+  return svg.replaceAll(`font-family="${LABEL_FONT}"`, `font-family="${DRAWN_FONTS}"`);
 }

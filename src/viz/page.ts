@@ -1,3 +1,4 @@
+import { COLORS } from './dot.js';
 import { humanSize } from './format.js';
 import type { ImageGraph } from './graph.js';
 import { MAX_IMAGES } from './references.js';
@@ -26,6 +27,25 @@ export interface VizPageOptions {
   problem?: string;
 }
 
+/** What the shapes and colours of the graph mean, drawn with the graph's own colours. */
+function legend(): string {
+  const item = (swatch: string, text: string) => `<li><span class="swatch ${swatch}" aria-hidden="true"></span> ${text}</li>`;
+  return `<div id="legend"><h3>Legend</h3><ul>
+${item('image', 'an image as asked for: its reference, total size, layer count and platform')}
+${item('shared', 'a layer that two or more of these images share (stored and pulled once)')}
+${item('layer', 'a layer that only one of these images has; each layer shows the start of its digest and its compressed size')}
+${item('scratch', '<code>scratch</code>: the empty start every image is built on')}
+${item('image-edge', 'an image sits on its top layer')}
+${item('layer-edge', 'a layer sits on the layer below it')}
+</ul></div>`;
+}
+
+const LEGEND_STYLE = `#legend ul{list-style:none;padding:0;margin:.25rem 0 1rem}#legend li{margin:.2rem 0}
+.swatch{display:inline-block;width:2.2rem;height:1rem;vertical-align:middle;border:1px solid ${COLORS.line};box-sizing:border-box}
+.swatch.image{background:${COLORS.image};border-width:2px}.swatch.shared{background:${COLORS.shared};border-radius:50%}
+.swatch.layer{background:${COLORS.layer};border-radius:50%}.swatch.scratch{background:${COLORS.scratch};border-style:dashed;border-radius:.3rem}
+.swatch.image-edge,.swatch.layer-edge{border:0;height:0;border-top:2px solid ${COLORS.imageEdge}}.swatch.layer-edge{border-top:1px solid ${COLORS.line}}`;
+
 /** The viz page: the form, and below it the graph of what was submitted. A plain GET form; no script. */
 export function vizPage(options: VizPageOptions): string {
   const { base, graph } = options;
@@ -41,7 +61,7 @@ export function vizPage(options: VizPageOptions): string {
       const items = graph.errors.map((e) => `<li><code>${escapeHTML(e.reference)}</code>: ${escapeHTML(e.error)}</li>`).join('');
       result += `<div id="errors" role="alert"><p>Not drawn:</p><ul>${items}</ul></div>`;
     }
-    if (options.svg) result += `<div id="graph">${options.svg}</div>`;
+    if (options.svg) result += `${legend()}<div id="graph">${options.svg}</div>`;
     const query = new URLSearchParams([...graph.images.map((i) => ['image', i.reference]), ...graph.errors.map((e) => ['image', e.reference]), ['platform', graph.platform]]);
     result += `<p>For scripts: <a href="${escapeHTML(`${base}/graph.svg?${query}`)}">graph.svg</a>, <a href="${escapeHTML(`${base}/graph.json?${query}`)}">graph.json</a></p></section>`;
   }
@@ -50,7 +70,8 @@ export function vizPage(options: VizPageOptions): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;line-height:1.5}
 textarea{width:100%;max-width:48rem;font-family:ui-monospace,monospace;font-size:.9rem}
-.problem,#errors{color:#b00020}#graph{overflow:auto;border:1px solid #ddd;padding:.5rem}#graph svg{max-width:100%;height:auto}</style></head>
+.problem,#errors{color:#b00020}#graph{overflow:auto;border:1px solid #ddd;padding:.5rem}#graph svg{max-width:100%;height:auto}
+${LEGEND_STYLE}</style></head>
 <body><h1>kontain: viz</h1>
 <p>Which layers do these images share? Each image is drawn on its stack of layers, down to <code>scratch</code>; a layer several images share is drawn once. At most ${MAX_IMAGES} images; an index is drawn for one platform.</p>
 <form method="get" action="${escapeHTML(base || '/')}">

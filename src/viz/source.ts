@@ -1,10 +1,10 @@
 import { LRUCache } from 'lru-cache';
 import { isIndexType, isManifestType } from '../oci/mediatypes.js';
-import type { ImageIndex, ImageManifest, Platform } from '../oci/types.js';
+import type { Descriptor, ImageIndex, ImageManifest, Platform, StoredManifest } from '../oci/types.js';
 import { selectPlatform } from '../registry/platform.js';
-import type { RegistryClient } from '../remote/client.js';
 import { formatReference, parseReference, type Reference } from '../remote/reference.js';
-import { formatPlatform } from './format.js';
+import { formatPlatform, humanSize } from './format.js';
+import { MAX_VIZ_MANIFEST_BYTES, VizLimitError } from './limits.js';
 
 export interface LayerInfo {
   digest: string;
@@ -25,50 +25,64 @@ export interface ResolvedImage {
   totalSize: number;
 }
 
-/** Where viz gets image layer lists from; the graph code knows nothing else about registries. */
-export interface ImageGraphSource {
-  /** Rejects with an Error whose message is fit to show the user. */
-  resolve(reference: string, platform: Platform): Promise<ResolvedImage>;
+/** Where manifests come from: an upstream registry (RegistryClient), or this server itself. */
+export interface ManifestReader {
+  /** The descriptor a tag or digest points at. */
+  resolve(ref: Reference): Promise<Descriptor>;
+  /** A manifest by digest (`ref.digest` is set). */
+  getManifest(ref: Reference): Promise<StoredManifest>;
 }
 
-type ParsedManifest = { mediaType: string; json: ImageManifest | ImageIndex };
+/** What one viz request adds to a resolution. */
+export interface ResolveContext {
+  /** This server's own images, read in-process, for references that name this server. */
+  own?: { names(registry: string): boolean; reader: ManifestReader };
+  /** Aborted when the client leaves. */
+  signal?: AbortSignal;
+}
+
+/** Where viz gets image layer lists from; the graph code knows nothing else about registries. */
+export interface ImageGraphSource {
+  /** Rejects with an Error whose message is fit to show the user; VizLimitError when an image is too large to draw. */
+  resolve(reference: string, platform: Platform, context?: ResolveContext): Promise<ResolvedImage>;
+}
+
+/** Of a manifest, only what the graph reads: an index's entries or an image's layers. */
+type ManifestSummary = { mediaType: string; entries: Descriptor[] } | { mediaType: string; layers: LayerInfo[] };
 
 /**
- * The production source: upstream registries through the shared RegistryClient. A tag is
- * resolved with a HEAD on every request (Docker Hub does not count it as a pull); manifests
- * are then fetched by digest, and those never change, so they are kept in a small LRU.
+ * The production source: upstream registries through the shared RegistryClient, and this
+ * server's own images through `context.own`. A tag is resolved on every request (Docker Hub
+ * does not count a HEAD as a pull); manifests are then read by digest, and those never
+ * change, so what the graph needs of them is kept in a small LRU. Its key includes the
+ * repository: a digest read from one repository (perhaps with credentials) says nothing
+ * about what another repository may show.
  */
 export class RegistryImageSource implements ImageGraphSource {
-  private readonly manifests = new LRUCache<string, ParsedManifest>({ max: 1000 });
+  private readonly manifests = new LRUCache<string, ManifestSummary>({
+    maxSize: 16 * 1024 * 1024,
+    sizeCalculation: (summary) => 200 + 150 * ('layers' in summary ? summary.layers.length : summary.entries.length),
+  });
 
-  constructor(private readonly client: Pick<RegistryClient, 'resolve' | 'getManifest'>) {}
+  constructor(private readonly upstream: ManifestReader) {}
 
-  async resolve(text: string, wanted: Platform): Promise<ResolvedImage> {
+  async resolve(text: string, wanted: Platform, context: ResolveContext = {}): Promise<ResolvedImage> {
     const ref = parseReference(text);
-    const top = ref.digest ? { digest: ref.digest } : await this.client.resolve(ref);
-    let manifest = await this.manifest(ref, top.digest);
+    const reader = context.own?.names(ref.registry) ? context.own.reader : this.upstream;
+    const top = ref.digest ? { digest: ref.digest, size: undefined } : await reader.resolve(ref);
+    let manifest = await this.summary(reader, ref, top);
     let platform: string | undefined;
-    if (isIndexType(manifest.mediaType)) {
-      const listed = (manifest.json as ImageIndex).manifests;
-      const entries = Array.isArray(listed) ? listed : [];
-      const child = selectPlatform(entries, wanted);
+    if ('entries' in manifest) {
+      const child = selectPlatform(manifest.entries, wanted);
       if (!child) {
-        const offered = entries.filter((m) => m.platform && m.platform.os !== 'unknown').map((m) => formatPlatform(m.platform!));
+        const offered = manifest.entries.filter((m) => m.platform && m.platform.os !== 'unknown').map((m) => formatPlatform(m.platform!));
         throw new Error(`${formatReference(ref)} has no ${formatPlatform(wanted)} image (it has ${offered.join(', ') || 'no platform images'}); choose another platform`);
       }
-      manifest = await this.manifest(ref, child.digest);
-      if (!isManifestType(manifest.mediaType)) throw new Error(`${formatReference(ref)}: the ${formatPlatform(wanted)} entry of its index is not an image manifest`);
+      manifest = await this.summary(reader, ref, child);
+      if (!('layers' in manifest)) throw new Error(`${formatReference(ref)}: the ${formatPlatform(wanted)} entry of its index is not an image manifest`);
       platform = child.platform ? formatPlatform(child.platform) : undefined;
     }
-    const listed = (manifest.json as ImageManifest).layers;
-    if (!Array.isArray(listed)) throw new Error(`${formatReference(ref)}: manifest ${manifest.digest} has no layer list`);
-    // Upstream JSON is untrusted: what reaches the graph must be a digest and a size.
-    const layers = listed.map((l, i) => {
-      if (typeof l?.digest !== 'string' || !/^[a-z0-9+._-]+:[a-zA-Z0-9=_-]+$/.test(l.digest) || !Number.isSafeInteger(l.size) || l.size < 0) {
-        throw new Error(`${formatReference(ref)}: manifest ${manifest.digest} has an invalid layer descriptor at position ${i}`);
-      }
-      return { digest: l.digest, size: l.size };
-    });
+    const { layers } = manifest;
     return {
       reference: formatReference(ref),
       digest: manifest.digest,
@@ -78,13 +92,48 @@ export class RegistryImageSource implements ImageGraphSource {
     };
   }
 
-  private async manifest(ref: Reference, digest: string): Promise<ParsedManifest & { digest: string }> {
-    const cached = this.manifests.get(digest);
-    if (cached) return { ...cached, digest };
-    const stored = await this.client.getManifest({ registry: ref.registry, repository: ref.repository, digest });
-    const json = JSON.parse(stored.bytes.toString('utf8')) as ImageManifest | ImageIndex;
-    const parsed = { mediaType: stored.mediaType, json };
-    this.manifests.set(digest, parsed);
-    return { ...parsed, digest };
+  /** A manifest by digest, refused unread when its descriptor says it is too large, and refused when it is. */
+  private async summary(reader: ManifestReader, ref: Reference, target: { digest: string; size?: number }): Promise<ManifestSummary & { digest: string }> {
+    const key = `${ref.registry}/${ref.repository}@${target.digest}`;
+    const cached = this.manifests.get(key);
+    if (cached) return { ...cached, digest: target.digest };
+    const tooLarge = (size: number) =>
+      new VizLimitError(`${formatReference(ref)}: manifest ${target.digest} is ${humanSize(size)}; viz reads manifests of at most ${MAX_VIZ_MANIFEST_BYTES / 1024 / 1024} MiB`);
+    if (target.size !== undefined && target.size > MAX_VIZ_MANIFEST_BYTES) throw tooLarge(target.size);
+    const stored = await reader.getManifest({ registry: ref.registry, repository: ref.repository, digest: target.digest });
+    if (stored.bytes.length > MAX_VIZ_MANIFEST_BYTES) throw tooLarge(stored.bytes.length);
+    const summary = summarise(ref, stored);
+    this.manifests.set(key, summary);
+    return { ...summary, digest: target.digest };
   }
+}
+
+/** The OCI digest grammar: an algorithm, `:`, an encoded value. */
+const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
+
+/** The entries of an index or the layers of an image, checked: upstream JSON is untrusted. */
+function summarise(ref: Reference, stored: StoredManifest): ManifestSummary {
+  const what = `${formatReference(ref)}: manifest ${stored.digest}`;
+  let json: ImageManifest | ImageIndex;
+  try {
+    json = JSON.parse(stored.bytes.toString('utf8')) as ImageManifest | ImageIndex;
+  } catch {
+    throw new Error(`${what} is not JSON`);
+  }
+  if (isIndexType(stored.mediaType)) {
+    const listed = (json as ImageIndex)?.manifests;
+    const entries = (Array.isArray(listed) ? listed : []).filter((m): m is Descriptor => typeof m?.digest === 'string' && DIGEST.test(m.digest) && Number.isSafeInteger(m.size));
+    return { mediaType: stored.mediaType, entries };
+  }
+  if (!isManifestType(stored.mediaType)) throw new Error(`${what} is ${stored.mediaType}, not an image or an index`);
+  const listed = (json as ImageManifest)?.layers;
+  if (!Array.isArray(listed)) throw new Error(`${what} has no layer list`);
+  // What reaches the graph must be a digest and a size.
+  const layers = listed.map((l, i) => {
+    if (typeof l?.digest !== 'string' || !DIGEST.test(l.digest) || !Number.isSafeInteger(l.size) || l.size < 0) {
+      throw new Error(`${what} has an invalid layer descriptor at position ${i}`);
+    }
+    return { digest: l.digest, size: l.size };
+  });
+  return { mediaType: stored.mediaType, layers };
 }
