@@ -49,12 +49,13 @@ test('a task runs after its delay with its payload, then its object is gone', as
   q.handle('echo', async (payload) => void seen.push({ payload, at: Date.now() }));
   await q.start();
   const enqueued = Date.now();
-  assert.deepEqual(await q.enqueue('echo', { n: 1 }, 0.2), { created: true });
+  // Delays long enough that a loaded machine's enqueue (a fsynced write) cannot outlast them.
+  assert.deepEqual(await q.enqueue('echo', { n: 1 }, 1), { created: true });
   assert.equal((await pendingObjects(b)).length, 1, 'persisted before enqueue returns');
   assert.equal(q.pending(), 1);
   await until(() => seen.length === 1);
   assert.deepEqual(seen[0]!.payload, { n: 1 });
-  assert.ok(seen[0]!.at - enqueued >= 190, `ran after ${seen[0]!.at - enqueued} ms`);
+  assert.ok(seen[0]!.at - enqueued >= 990, `ran after ${seen[0]!.at - enqueued} ms`);
   await until(async () => (await pendingObjects(b)).length === 0);
   assert.equal(q.pending(), 0);
 });
@@ -65,8 +66,8 @@ test('the same dedupe key twice makes one task', async () => {
   let runs = 0;
   q.handle('once', async () => void runs++);
   await q.start();
-  assert.deepEqual(await q.enqueue('once', null, 0.1, { dedupeKey: 'k' }), { created: true });
-  assert.deepEqual(await q.enqueue('once', null, 0.1, { dedupeKey: 'k' }), { created: false });
+  assert.deepEqual(await q.enqueue('once', null, 1.5, { dedupeKey: 'k' }), { created: true });
+  assert.deepEqual(await q.enqueue('once', null, 1.5, { dedupeKey: 'k' }), { created: false });
   assert.equal((await pendingObjects(b)).length, 1);
   await until(() => runs === 1);
   await new Promise((r) => setTimeout(r, 150));

@@ -191,13 +191,14 @@ export class EmbeddedTaskQueue implements TaskQueue {
   }
 
   private async forget(id: string, log: Logger): Promise<void> {
+    // Out of the pending count first: once its object is gone, nothing may count it.
+    this.scheduled.delete(id);
     try {
       await this.backend.delete(objectName(id));
     } catch (err) {
       // The task stays in the store and runs again after a restart: handlers are idempotent.
       log.error({ err }, 'could not delete a finished task');
     }
-    this.scheduled.delete(id);
   }
 
   private async readRecord(name: string): Promise<TaskRecord | undefined> {
