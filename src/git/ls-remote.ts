@@ -9,7 +9,7 @@
 import { connect, type Socket } from 'node:net';
 import http from 'node:http';
 import https from 'node:https';
-import type { Readable } from 'node:stream';
+import { readLimited } from '../util/byte-limit.js';
 
 export class LsRemoteNotFound extends Error {
   override name = 'LsRemoteNotFound';
@@ -95,7 +95,7 @@ function viaHttp(target: LsRemoteTarget): Promise<Buffer> {
           reject(new LsRemoteFailed(`${target.url} answered HTTP ${res.statusCode} to the ref listing`));
           return;
         }
-        readBounded(res, target.maxBytes, target.url.toString()).then(resolve, reject);
+        readLimited(res, target.maxBytes, () => new LsRemoteFailed(`${target.url} advertises more than ${target.maxBytes} bytes of refs`)).then(resolve, reject);
       },
     );
     req.on('timeout', () => req.destroy(new LsRemoteFailed(`${target.url} did not answer within ${target.timeoutMs / 1000} s`)));
@@ -103,19 +103,6 @@ function viaHttp(target: LsRemoteTarget): Promise<Buffer> {
   });
 }
 
-async function readBounded(body: Readable, max: number, what: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > max) {
-      body.destroy();
-      throw new LsRemoteFailed(`${what} advertises more than ${max} bytes of refs`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}
 
 function pktLine(text: string): Buffer {
   const payload = Buffer.from(text);
