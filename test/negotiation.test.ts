@@ -39,6 +39,9 @@ before(async () => {
   amd64 = images[1]!;
   index = await writeIndex(store, 'oci', images);
   docker = await writeImage(store, { family: 'docker', config: { architecture: 'amd64', os: 'linux' }, layers: [] });
+  // Served by digest only under a repository whose images reference it, as a pull by tag
+  // there would have recorded.
+  await store.links.addManifest('multi', 'x', (await store.getManifest(docker.digest))!);
   const generator: Generator = {
     service: 'multi',
     summary: 'test host',
