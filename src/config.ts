@@ -99,6 +99,16 @@ export interface Config {
   /** apko: architectures (apk names: x86_64, aarch64, …) built for `apko/<pkg>/...`; several make an index. */
   apkArchs: string[];
   /** Builds from source (kaniko host; the buildpack and nix hosts to come). */
+  /** nix: the Nix expression evaluating to the package set of `nix/<pkg>/...` (e.g. `import <nixpkgs> {}`); empty turns packages off. */
+  nixPackages: string;
+  /** nix: the flake (path or git URL) whose outputs `nix/flake--<attr>` serves; empty turns flakes off. */
+  nixFlake: string;
+  /** nix: wall-clock limit of one Nix evaluation or build, in seconds. */
+  nixBuildTimeoutSeconds: number;
+  /** nix: Nix builds running at once in this process; further requests wait. */
+  nixMaxBuilds: number;
+  /** nix: most layers in a nix image (the store paths' layers plus the /bin links layer). */
+  nixMaxLayers: number;
   builds: BuildsConfig;
   /** static: the directory of images served by the static host; unset leaves the host out. */
   staticRoot?: string;
@@ -192,6 +202,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       if (!/^[a-z0-9_]+$/.test(arch)) throw new ConfigError(`KONTAIN_APK_ARCHS entry ${arch} is not an apk architecture name (x86_64, aarch64, …)`);
       return arch;
     }),
+    nixPackages: env.KONTAIN_NIX_PACKAGES?.trim() ?? '',
+    nixFlake: env.KONTAIN_NIX_FLAKE?.trim() ?? '',
+    nixBuildTimeoutSeconds: integer(env, 'KONTAIN_NIX_BUILD_TIMEOUT', 600, 1, 3600),
+    nixMaxBuilds: integer(env, 'KONTAIN_NIX_MAX_BUILDS', 2, 1, 64),
+    nixMaxLayers: integer(env, 'KONTAIN_NIX_MAX_LAYERS', 64, 2, 120),
     builds: parseBuilds(env),
     staticRoot: env.KONTAIN_STATIC_ROOT?.trim() ? path.resolve(env.KONTAIN_STATIC_ROOT.trim()) : undefined,
     staticPrefix: staticPrefix(env.KONTAIN_STATIC_PREFIX),

@@ -18,6 +18,8 @@ declare -A PACKAGES=(
   [git]=git
   [buildah]=buildah
   [hardlink]=util-linux
+  [nix-build]=nix-bin
+  [busybox]=busybox-static
 )
 
 missing=()

@@ -10,6 +10,7 @@ import { KanikoGenerator } from './kaniko.js';
 import { createBuildFacility, createBuildExecutor } from '../builds/index.js';
 import { GitSource } from '../git/source.js';
 import { StaticGenerator } from './static.js';
+import { NixGenerator } from './nix.js';
 import { RegistryClient } from '../remote/client.js';
 import { VizHost } from '../viz/host.js';
 import { RegistryImageSource } from '../viz/source.js';
@@ -47,6 +48,7 @@ export function createGenerators(given: GeneratorContext): Map<string, Generator
     new KoGenerator(context, client),
     new ApkoGenerator(context),
     new KanikoGenerator(context, client, createBuildExecutor(context), builds, git),
+    new NixGenerator(context),
     new VizHost(
       new RegistryImageSource(client),
       new GraphRenderer({ timeoutMs: context.config.vizRenderTimeoutSeconds * 1000, maxRenders: context.config.vizMaxRenders, log: context.log }),
