@@ -11,7 +11,10 @@ import http, { type ClientRequest } from 'node:http';
 import { MediaType } from '../src/oci/mediatypes.js';
 import { MAX_GRAPH_NODES } from '../src/viz/limits.js';
 import { request } from './support/http.js';
-import { startKontainProcess, type KontainProcess } from './support/logged-server.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startServerProcess, type ServerProcess } from './support/server-process.js';
 import { pushBlob, putImageManifest, type PushedBlob } from './support/registry-push.js';
 import { startUpstreamProxy, type UpstreamProxy } from './support/upstream-proxy.js';
 import { startUpstreamRegistry, type UpstreamRegistry } from './support/upstream-registry.js';
@@ -86,10 +89,24 @@ function openRequest(url: string): { req: ClientRequest; answered: () => boolean
   return { req, answered: () => answered };
 }
 
+/** A server with its own temporary store, removed when it stops. */
+async function startVizServer(env: Record<string, string>): Promise<{ server: ServerProcess; stop(): Promise<void> }> {
+  const store = await mkdtemp(path.join(tmpdir(), 'kontain-store-'));
+  const server = await startServerProcess({ KONTAIN_STORE: store, ...env });
+  return {
+    server,
+    async stop() {
+      await server.stop('SIGKILL');
+      await rm(store, { recursive: true, force: true });
+    },
+  };
+}
+
 describe('viz: bounded work for hostile images', () => {
   let registry: UpstreamRegistry;
   let hostile: UpstreamProxy;
-  let server: KontainProcess;
+  let server: ServerProcess;
+  let stopServer: (() => Promise<void>) | undefined;
   const served: string[] = [];
   let tangled: string[];
 
@@ -126,14 +143,14 @@ describe('viz: bounded work for hostile images', () => {
       },
       (tag) => served.push(tag),
     );
-    server = await startKontainProcess({
+    ({ server, stop: stopServer } = await startVizServer({
       KONTAIN_INSECURE_REGISTRIES: `${registry.host},${hostile.host}`,
       KONTAIN_LOG_LEVEL: 'debug',
       KONTAIN_VIZ_RENDER_TIMEOUT: '600',
-    });
+    }));
   });
   after(async () => {
-    await server?.stop();
+    await stopServer?.();
     await hostile?.stop();
     await registry?.stop();
   });
@@ -168,15 +185,15 @@ describe('viz: bounded work for hostile images', () => {
     const mark = server.logs.length;
     const query = new URLSearchParams(tangled.map((ref) => ['image', ref]));
     const drawing = openRequest(`${server.url}/viz/graph.svg?${query}`);
-    await server.waitForLog((r) => r.message === 'graph layout running in a worker', 'Graphviz starting on the graph', mark);
+    await server.logLine((r) => r.message === 'graph layout running in a worker', mark);
 
     const health = await request(`${server.url}/healthz`);
     assert.equal(health.status, 200);
     assert.equal(drawing.answered(), false, '/healthz answered while the graph was still being laid out');
 
     drawing.req.destroy();
-    await server.waitForLog((r) => r.message === 'graph render abandoned: the client left; its worker was terminated', 'the render abandoned', mark);
-    const stopped = await server.waitForLog((r) => r.message === 'graph render worker exited', 'the worker exiting', mark);
+    await server.logLine((r) => r.message === 'graph render abandoned: the client left; its worker was terminated', mark);
+    const stopped = await server.logLine((r) => r.message === 'graph render worker exited', mark);
     assert.equal(stopped.renderWorkers, 0, 'no render worker is left running');
 
     // A fresh worker draws the next graph.
@@ -186,16 +203,16 @@ describe('viz: bounded work for hostile images', () => {
   });
 
   test('a layout that outlasts KONTAIN_VIZ_RENDER_TIMEOUT is abandoned with 422 naming it', { timeout: 120_000 }, async () => {
-    const quick = await startKontainProcess({ KONTAIN_INSECURE_REGISTRIES: registry.host, KONTAIN_LOG_LEVEL: 'debug', KONTAIN_VIZ_RENDER_TIMEOUT: '1' });
+    const { server: quick, stop } = await startVizServer({ KONTAIN_INSECURE_REGISTRIES: registry.host, KONTAIN_LOG_LEVEL: 'debug', KONTAIN_VIZ_RENDER_TIMEOUT: '1' });
     try {
       const query = new URLSearchParams(tangled.map((ref) => ['image', ref]));
       const res = await request(`${quick.url}/viz/graph.svg?${query}`);
       assert.equal(res.status, 422, res.body.toString());
       assert.equal(res.body.toString(), 'the graph could not be laid out within 1 s (KONTAIN_VIZ_RENDER_TIMEOUT); draw fewer images\n');
-      await quick.waitForLog((r) => r.message === 'graph render abandoned: time limit; its worker was terminated', 'the render abandoned');
-      await quick.waitForLog((r) => r.message === 'graph render worker exited', 'the worker exiting');
+      await quick.logLine((r) => r.message === 'graph render abandoned: time limit; its worker was terminated');
+      await quick.logLine((r) => r.message === 'graph render worker exited');
     } finally {
-      await quick.stop();
+      await stop();
     }
   });
 });

@@ -1,18 +1,29 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 /** The production entry: the bundle `npm run build` writes (scripts/bundle.mjs). */
 export const BUNDLE_ENTRY = fileURLToPath(new URL('../../bundle/kontain.js', import.meta.url));
 
+/** One log line; kontain's logger writes its text under `message` (Cloud Logging's name). */
+export type LogRecord = Record<string, unknown> & { message?: string };
+
 export interface ServerProcess {
   child: ChildProcess;
   port: number;
+  /** `http://127.0.0.1:PORT` */
+  url: string;
   /** Everything the server has written to stdout so far (its JSON log lines). */
   output(): string;
-  /** Resolves with the first log line (parsed) that `match` accepts, from the start; rejects if the server exits first. */
-  logLine(match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
+  /** Every log line so far, parsed, in order (a line that is not JSON as its `message`). */
+  logs: LogRecord[];
+  /**
+   * Resolves with the first log line from index `from` on (default: the start) that `match`
+   * accepts; rejects, with the last lines logged, if the server exits first.
+   */
+  logLine(match: (line: LogRecord) => boolean, from?: number): Promise<LogRecord>;
   /** SIGTERM (or `signal`), then waits for the exit. */
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
@@ -25,58 +36,56 @@ export async function startServerProcess(
   env: Record<string, string>,
   options: { entry?: string; nodeArgs?: string[] } = {},
 ): Promise<ServerProcess> {
-  // The port is read from the "kontain serving" line, an info line: the level stays info.
+  // The port is read from the "kontain serving" line, an info line: the level is info
+  // unless the test asks for a more verbose one.
+  const level = env.KONTAIN_LOG_LEVEL === 'debug' || env.KONTAIN_LOG_LEVEL === 'trace' ? env.KONTAIN_LOG_LEVEL : 'info';
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.entry ?? BUNDLE_ENTRY, 'serve'], {
-    env: { ...process.env, PORT: '0', ...env, KONTAIN_LOG_LEVEL: 'info' },
+    env: { ...process.env, PORT: '0', ...env, KONTAIN_LOG_LEVEL: level },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let output = '';
+  const logs: LogRecord[] = [];
   const waiters = new Set<() => void>();
-  child.stdout!.on('data', (chunk: Buffer) => {
-    output += chunk.toString();
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    try {
+      logs.push(JSON.parse(line) as LogRecord);
+    } catch {
+      logs.push({ message: line });
+    }
     for (const wake of waiters) wake();
   });
   const exited = once(child, 'exit');
-  const logLine = (match: (line: Record<string, unknown>) => boolean) =>
-    new Promise<Record<string, unknown>>((resolve, reject) => {
+  child.once('exit', () => {
+    for (const wake of waiters) wake();
+  });
+  const logLine = (match: (line: LogRecord) => boolean, from = 0) =>
+    new Promise<LogRecord>((resolve, reject) => {
       const check = () => {
-        for (const text of output.split('\n')) {
-          let line: Record<string, unknown>;
-          try {
-            line = JSON.parse(text) as Record<string, unknown>;
-          } catch {
-            continue; // not a (complete) log line
-          }
-          if (match(line)) {
-            waiters.delete(check);
-            resolve(line);
-            return;
-          }
-        }
-        if (child.exitCode !== null || child.signalCode !== null) {
+        const found = logs.slice(from).find(match);
+        if (found) {
           waiters.delete(check);
-          reject(new Error('the server exited before logging the line waited for'));
+          resolve(found);
+        } else if (child.exitCode !== null || child.signalCode !== null) {
+          waiters.delete(check);
+          reject(new Error(`the server exited before logging the line waited for; last lines: ${JSON.stringify(logs.slice(-20))}`));
         }
       };
       waiters.add(check);
-      void exited.then(check);
       check();
     });
-  const port = await new Promise<number>((resolve, reject) => {
-    const onData = () => {
-      const match = /"port":(\d+)/.exec(output);
-      if (match) {
-        child.stdout!.off('data', onData);
-        resolve(Number(match[1]));
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${output}`)));
-  });
+  let port: number;
+  try {
+    port = (await logLine((line) => line.message === 'kontain serving')).port as number;
+  } catch (err) {
+    throw new Error(`server exited before serving: ${output}`, { cause: err });
+  }
   return {
     child,
     port,
+    url: `http://127.0.0.1:${port}`,
     output: () => output,
+    logs,
     logLine,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) {
