@@ -6,13 +6,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startUpstreamRegistry, type UpstreamRegistry } from './support/upstream-registry.js';
-import { layoutDir, pushOciLayout, tarLayer, writeOciLayout, type WrittenLayout } from './support/upstream-images.js';
-import { isolatedSkopeoFiles, kontainCommand, runClient } from './support/image-proxy.js';
-import { exec } from './support/tools.js';
+import type { WrittenLayout } from './support/upstream-images.js';
+import { isolatedSkopeoFiles, kontainCommand, pushProxyTestImages, runClient } from './support/image-proxy.js';
 
 interface StepResult {
   step: string;
@@ -51,23 +50,12 @@ before(async () => {
   upstream = await startUpstreamRegistry();
   files = await isolatedSkopeoFiles();
   store = await mkdtemp(path.join(tmpdir(), 'kontain-proxy-http-'));
-  single = await writeOciLayout(await layoutDir(), 'v1', [{ layers: [await tarLayer({ 'etc/a': 'a\n' }), await tarLayer({ 'bin/big': randomBytes(600_000) })] }]);
-  await pushOciLayout(single, `${upstream.host}/lib/single:v1`);
-  index = await writeOciLayout(await layoutDir(), 'v1', [
-    { layers: [await tarLayer({ arch: 'amd64' })], platform: { os: 'linux', architecture: 'amd64' } },
-    { layers: [await tarLayer({ arch: 'arm64' })], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
-  ]);
-  await pushOciLayout(index, `${upstream.host}/lib/index:v1`);
-  const docker = await writeOciLayout(await layoutDir(), 'v1', [{ layers: [await tarLayer({ 'docker/file': 'docker\n' })] }]);
-  await exec('skopeo', ['copy', '--quiet', '--policy', files.policy, '--format', 'v2s2', '--dest-tls-verify=false', '--dest-authfile', files.authfile, `oci:${docker.dir}:v1`, `docker://${upstream.host}/lib/docker:v1`]);
-  // Incompressible, so the blob is several chunks and the answer has begun when the digest fails.
-  const corrupt = await writeOciLayout(await layoutDir(), 'v1', [{ layers: [await tarLayer({ noise: randomBytes(3_000_000) })] }]);
-  await pushOciLayout(corrupt, `${upstream.host}/lib/corrupt:v1`);
-  corruptLayer = corrupt.images[0]!.layers[0]!.digest;
-  const file = upstream.blobDataPath(corruptLayer);
-  const bytes = await readFile(file);
-  bytes[bytes.length - 100] ^= 0xff;
-  await writeFile(file, bytes);
+  // The corrupt layer is incompressible, so the blob is several chunks and the answer has begun when the digest fails.
+  ({ single, index, corruptLayer } = await pushProxyTestImages(upstream, files, {
+    singleLayers: [{ 'etc/a': 'a\n' }, { 'bin/big': randomBytes(600_000) }],
+    corruptLayer: { noise: randomBytes(3_000_000) },
+    flipFromEnd: 100,
+  }));
 });
 
 after(async () => {

@@ -7,12 +7,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startUpstreamRegistry, type UpstreamRegistry } from './support/upstream-registry.js';
-import { layoutDir, pushOciLayout, tarLayer, writeOciLayout, type WrittenLayout } from './support/upstream-images.js';
-import { isolatedSkopeoFiles, kontainCommand, runClient } from './support/image-proxy.js';
+import type { WrittenLayout } from './support/upstream-images.js';
+import { isolatedSkopeoFiles, kontainCommand, pushProxyTestImages, runClient } from './support/image-proxy.js';
 import { exec } from './support/tools.js';
 
 interface Outcome {
@@ -64,23 +64,11 @@ before(async () => {
   upstream = await startUpstreamRegistry();
   files = await isolatedSkopeoFiles();
   store = await mkdtemp(path.join(tmpdir(), 'kontain-proxy-store-'));
-  oci = await writeOciLayout(await layoutDir(), 'v1', [{ layers: [await tarLayer({ 'etc/hello': 'hello\n' }), await tarLayer({ 'bin/tool': 'x'.repeat(300_000) })] }]);
-  await pushOciLayout(oci, `${upstream.host}/lib/single:v1`);
-  index = await writeOciLayout(await layoutDir(), 'v1', [
-    { layers: [await tarLayer({ arch: 'amd64' })], platform: { os: 'linux', architecture: 'amd64' } },
-    { layers: [await tarLayer({ arch: 'arm64' })], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
-  ]);
-  await pushOciLayout(index, `${upstream.host}/lib/index:v1`);
-  // Docker-typed: the same kind of image converted to schema 2 on the way in.
-  const docker = await writeOciLayout(await layoutDir(), 'v1', [{ layers: [await tarLayer({ 'docker/file': 'docker\n' })] }]);
-  await exec('skopeo', ['copy', '--quiet', '--policy', files.policy, '--format', 'v2s2', '--dest-tls-verify=false', '--dest-authfile', files.authfile, `oci:${docker.dir}:v1`, `docker://${upstream.host}/lib/docker:v1`]);
-  const corrupt = await writeOciLayout(await layoutDir(), 'v1', [{ layers: [await tarLayer({ victim: 'v'.repeat(50_000) })] }]);
-  await pushOciLayout(corrupt, `${upstream.host}/lib/corrupt:v1`);
-  corruptLayer = corrupt.images[0]!.layers[0]!.digest;
-  const file = upstream.blobDataPath(corruptLayer);
-  const bytes = await readFile(file);
-  bytes[bytes.length - 30] ^= 0xff;
-  await writeFile(file, bytes);
+  ({ single: oci, index, corruptLayer } = await pushProxyTestImages(upstream, files, {
+    singleLayers: [{ 'etc/hello': 'hello\n' }, { 'bin/tool': 'x'.repeat(300_000) }],
+    corruptLayer: { victim: 'v'.repeat(50_000) },
+    flipFromEnd: 30,
+  }));
   refs.push(...['single', 'index', 'docker', 'corrupt'].map((name) => `docker://${upstream.host}/lib/${name}:v1`));
 });
 
