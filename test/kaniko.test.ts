@@ -5,6 +5,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,6 +16,7 @@ import { pushBusyboxBase } from './support/busybox-image.js';
 import { registryError, request, type HttpResult } from './support/http.js';
 import { skopeoCopy, umociUnpack } from './support/tools.js';
 import { OciLayout } from './support/oci-layout.js';
+import { diskUsage } from './support/disk-usage.js';
 import type { ImageConfig } from '../src/oci/types.js';
 
 const ACCEPT = { Accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json' };
@@ -286,5 +288,29 @@ test('the Cloud Build executor, through the real client and a local Cloud Build 
     await cloud.stop();
     await cloudBuild.close();
     await gcs.close();
+  }
+});
+
+test('a repository larger than KONTAIN_BUILD_MAX_SOURCE_BYTES is refused, naming the variable, and builds nothing', async () => {
+  // About 4 MB of base64 noise: git cannot compress it below the 1 MiB limit.
+  await git.createRepository('acme', 'huge', { Dockerfile: DOCKERFILE(base), 'files/noise.txt': randomBytes(3_000_000).toString('base64') });
+  const small = await startKontain({
+    KONTAIN_GIT_BASE: git.base,
+    KONTAIN_INSECURE_REGISTRIES: `${registry.host},${git.host}`,
+    KONTAIN_BUILD_ALLOW: 'acme/*',
+    KONTAIN_BUILD_DIR: path.join(work, 'builds-small'),
+    KONTAIN_BUILD_HOLD: '120',
+    KONTAIN_BUILD_MAX_SOURCE_BYTES: String(1024 * 1024),
+  });
+  try {
+    const res = await request(`${small.url}/v2/kaniko/acme/huge/manifests/main`, { headers: ACCEPT });
+    assert.equal(res.status, 403, res.body.toString());
+    const error = registryError(res);
+    assert.equal(error.code, 'DENIED');
+    assert.match(error.message, /KONTAIN_BUILD_MAX_SOURCE_BYTES/);
+    // The build directory holds no fetched source afterwards.
+    assert.ok((await diskUsage(path.join(work, 'builds-small'))) < 1024 * 1024, 'the refused source was removed');
+  } finally {
+    await small.stop();
   }
 });
