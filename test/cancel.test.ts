@@ -63,6 +63,21 @@ test('random: a client that leaves stops the generation, and what it wrote is de
   assert.ok(left < 5 * MB, `${Math.round(left / MB)} MB left in the store`);
 });
 
+test('viz: a graph of this server\'s own random image stops the generation when the viz client leaves', { timeout: 120_000 }, async () => {
+  const before = server.logs.length;
+  const ref = `127.0.0.1:${server.port}/random/viz:20x99999999`;
+  const page = openRequest(`http://127.0.0.1:${server.port}/viz/graph.json?images=${encodeURIComponent(ref)}`);
+  while ((await diskUsage(store)) < 20 * MB) await new Promise((resolve) => setTimeout(resolve, 20));
+  page.leave();
+  await within(
+    server.logLine((line) => String(line.message).startsWith('random: the client left'), before),
+    60_000,
+    'the server stopping the generation viz asked for',
+  );
+  const left = await diskUsage(store);
+  assert.ok(left < 5 * MB, `${Math.round(left / MB)} MB left in the store`);
+});
+
 test('flatten: a build goes on while another client waits, and stops once none does', { timeout: 120_000 }, async () => {
   const url = (name: string) => `http://127.0.0.1:${server.port}/v2/flatten/${content.host.replace(':', '-')}/${name}/manifests/v1`;
   const one = content.holdBack(layers['big/one']!, 4 * MB);

@@ -24,6 +24,8 @@ export class OwnImages implements ManifestReader {
     private readonly store: ContentStore,
     private readonly domain: string,
     private readonly log: Logger,
+    /** The viz client's: a generator making an image for the graph stops when it leaves. */
+    private readonly signal?: AbortSignal,
   ) {
     this.services = new Set(generators.keys());
   }
@@ -31,7 +33,7 @@ export class OwnImages implements ManifestReader {
   async resolve(ref: Reference): Promise<Descriptor> {
     if (ref.tag === undefined) throw new Error(`${formatReference(ref)} has neither tag nor digest`);
     const { generator, target } = this.target(ref);
-    const answer = await generator.manifest({ repository: target.repository, tag: ref.tag, accept: AcceptedTypes.all(), log: this.log });
+    const answer = await generator.manifest({ repository: target.repository, tag: ref.tag, accept: AcceptedTypes.all(), log: this.log, signal: this.signal });
     if ('bytes' in answer) return { mediaType: answer.mediaType, digest: answer.digest, size: answer.bytes.length };
     // As the router does for a pull by tag: what the image references becomes servable
     // under its repository, which getManifest then checks.

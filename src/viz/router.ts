@@ -91,7 +91,7 @@ export function vizRouter({ generators, domain, store }: VizRouterOptions): Requ
     const log: Logger = res.locals.log;
     return {
       signal: gone.signal,
-      own: { names: ownRegistryNames({ host: req.headers.host, localPort: req.socket.localPort }, domain), reader: new OwnImages(generators, store, domain, log) },
+      own: { names: ownRegistryNames({ host: req.headers.host, localPort: req.socket.localPort }, domain), reader: new OwnImages(generators, store, domain, log, gone.signal) },
     };
   }
 
