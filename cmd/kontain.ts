@@ -59,7 +59,7 @@ async function main(argv: string[]): Promise<number> {
       return shutDown(running, log, await signal);
     }
     case 'gc': {
-      const [{ default: pino }, { ContentStore }, { collectGarbage }, { createBackend }] = await Promise.all([
+      const [{ default: pino }, { ContentStore }, { collectGarbage, buildLifetimes }, { createBackend }] = await Promise.all([
         import('pino'),
         import('../src/content/store.js'),
         import('../src/content/gc.js'),
@@ -75,6 +75,7 @@ async function main(argv: string[]): Promise<number> {
       const store = new ContentStore(await createBackend(config), { pointerTTLms: config.ttlSeconds * 1000 });
       const report = await collectGarbage(store, {
         graceMs: config.gcGraceSeconds * 1000,
+        ...buildLifetimes(config),
         dryRun: flags.includes('--dry-run'),
         log: createLogger(config.logLevel, pino.destination(2), configuredSecrets(config)),
       });

@@ -7,13 +7,14 @@
  *   builds/<id>.log        the log of the last attempt that finished (bounded)
  *   builds/sources/<key>.json  what a host read from an immutable source (a commit's
  *                          Dockerfile), so a pull of a built commit fetches nothing
+ *   builds/cloud/<id>/…    a Cloud Build's source, log and output, while it runs
  *
  * An attempt ends by writing its image's pointer or its failure record first and
  * deleting its attempt record last, so whoever finds no attempt record finds the outcome.
- * Garbage collection leaves these prefixes alone.
+ * Garbage collection deletes each kind after its lifetime (`buildObjectExpired`).
  */
 import { Readable } from 'node:stream';
-import { readObject, type StorageBackend } from '../storage/backend.js';
+import { readObject, type ObjectInfo, type StorageBackend } from '../storage/backend.js';
 
 export interface BuildRecord {
   state: 'running' | 'failed';
@@ -22,6 +23,11 @@ export interface BuildRecord {
   /** `owner/repo@abc1234`, for messages. */
   label: string;
   started: string;
+  /**
+   * When the attempt's first task is due (delayed work such as wait's): nobody renews the
+   * record before then, so its lease runs from this time rather than from its writing.
+   */
+  due?: string;
   finished?: string;
   /** A failure: the error a client is answered with, and the log's last lines. */
   error?: { code: string; status: number; message: string };
@@ -30,7 +36,51 @@ export interface BuildRecord {
 
 const PREFIX = 'builds/';
 
+/** How long each kind of builds/ object is kept (see buildObjectExpired). */
+export interface BuildLifetimes {
+  /** A running attempt not renewed for this long is lost (KONTAIN_LEASE_TTL). */
+  leaseTtlMs: number;
+  /** A failure is remembered this long (KONTAIN_BUILD_FAILURE_TTL). */
+  failureTtlMs: number;
+  /** Logs, progress, sources read from commits and Cloud Build folders (KONTAIN_TTL, at least the gc grace). */
+  keepMs: number;
+  /** Kept beyond the lease before an attempt record counts as garbage (the gc grace). */
+  graceMs: number;
+}
+
+/** When a running attempt was last known alive: its last renewal, or its due time if later. */
+export function attemptAliveAt(record: BuildRecord, renewed: Date | undefined): number {
+  const due = record.due ? Date.parse(record.due) : NaN;
+  const last = renewed?.getTime() ?? Date.parse(record.started);
+  return Number.isNaN(due) ? last : Math.max(last, due);
+}
+
+/**
+ * Whether a builds/ object has outlived its use, for garbage collection: failure records
+ * after the failure TTL, attempt records whose lease ran out a grace period ago, and
+ * logs, progress, sources and Cloud Build folders after `keepMs`.
+ */
+export async function buildObjectExpired(backend: StorageBackend, name: string, info: ObjectInfo, now: number, lifetimes: BuildLifetimes): Promise<boolean> {
+  const age = now - info.created.getTime();
+  if (name.endsWith('.failed.json')) return age > lifetimes.failureTtlMs;
+  if (/^builds\/[0-9a-f]+\.json$/.test(name)) {
+    const bytes = await readObject(backend, name);
+    if (!bytes) return false;
+    let record: BuildRecord | undefined;
+    try {
+      record = JSON.parse(bytes.toString('utf8')) as BuildRecord;
+    } catch {
+      record = undefined;
+    }
+    const alive = record ? attemptAliveAt(record, info.created) : info.created.getTime();
+    return now - alive > lifetimes.leaseTtlMs + lifetimes.graceMs;
+  }
+  return age > lifetimes.keepMs;
+}
+
 export class BuildRecords {
+  static readonly PREFIX = PREFIX;
+
   constructor(private readonly backend: StorageBackend) {}
 
   async get(id: string): Promise<BuildRecord | undefined> {

@@ -300,3 +300,44 @@ test('the periodic run logs a line per run and stops with the server', () =>
     assert.ok(runs().length >= 2, `${runs().length} runs logged`);
     assert.match(runs()[0]!.message, /^garbage collection: 0 manifests, 0 blobs, 0 pointers deleted$/);
   }));
+
+test('build records, logs and leases go after their lifetimes; live ones stay', () =>
+  withStore(async (store) => {
+    const put = (name: string, body: string) => store.backend.createIfAbsent(name, Readable.from([Buffer.from(body)]));
+    const id = 'a'.repeat(32);
+    const waiting = 'b'.repeat(32);
+    const failure = { state: 'failed', attempt: 'x', label: 'o/r@1234567', started: new Date().toISOString(), finished: new Date().toISOString() };
+    await put(`builds/${id}.failed.json`, JSON.stringify(failure));
+    await put(`builds/${id}.log`, 'the log');
+    await put(`builds/${id}.progress`, 'step 1/2');
+    await put(`builds/${id}.json`, JSON.stringify({ state: 'running', attempt: 'y', label: 'o/r@1234567', started: new Date().toISOString() }));
+    // Delayed work: due in two days, so its lease has not begun.
+    const due = new Date(Date.now() + 48 * HOUR).toISOString();
+    await put(`builds/${waiting}.json`, JSON.stringify({ state: 'running', attempt: 'z', label: 'wait/x:1h', started: new Date().toISOString(), due }));
+    await put('builds/sources/k.json', '{"dockerfile":null,"commitTime":0}');
+    await put('builds/cloud/kaniko-1/source.tar.gz', 'tgz');
+    await put(`leases/${'c'.repeat(64)}/000000000001`, '{}');
+    const all = ['builds/cloud/kaniko-1/source.tar.gz', `builds/${id}.failed.json`, `builds/${id}.json`, `builds/${id}.log`, `builds/${id}.progress`, `builds/${waiting}.json`, 'builds/sources/k.json', `leases/${'c'.repeat(64)}/000000000001`];
+
+    // A minute on: the failure (TTL 10 min), the lease (30 s + grace 1 h) and the rest stay.
+    const soon = await collectGarbage(store, { now: Date.now() + 60_000, graceMs: HOUR, leaseTtlMs: 30_000, buildFailureTtlMs: 600_000 });
+    assert.equal(soon.buildObjectsDeleted + soon.leasesDeleted, 0);
+    assert.deepEqual([...(await names(store, 'builds/')), ...(await names(store, 'leases/'))].sort(), all.sort());
+
+    // Past the failure TTL but within the grace: only the failure goes.
+    const later = await collectGarbage(store, { now: Date.now() + 20 * 60_000, graceMs: HOUR, leaseTtlMs: 30_000, buildFailureTtlMs: 600_000 });
+    assert.equal(later.buildObjectsDeleted, 1);
+    assert.equal((await names(store, `builds/${id}.failed`)).length, 0);
+
+    // Two hours on: the dead attempt and lease go; logs, sources and Cloud Build leftovers
+    // live for the pointer TTL (24 h here), the delayed attempt until its due time.
+    const hours = await collectGarbage(store, { now: Date.now() + 2 * HOUR, graceMs: HOUR, leaseTtlMs: 30_000, buildFailureTtlMs: 600_000 });
+    assert.equal(hours.buildObjectsDeleted, 1);
+    assert.equal(hours.leasesDeleted, 1);
+    assert.deepEqual((await names(store, 'builds/')).sort(), ['builds/cloud/kaniko-1/source.tar.gz', `builds/${id}.log`, `builds/${id}.progress`, `builds/${waiting}.json`, 'builds/sources/k.json'].sort());
+
+    // Past the pointer TTL and the delayed attempt's due time plus grace: nothing is left.
+    const days = await collectGarbage(store, { now: Date.now() + 50 * HOUR, graceMs: HOUR, leaseTtlMs: 30_000, buildFailureTtlMs: 600_000 });
+    assert.equal(days.buildObjectsDeleted, 5);
+    assert.deepEqual([...(await names(store, 'builds/')), ...(await names(store, 'leases/'))], []);
+  }));

@@ -1,9 +1,12 @@
 import type { Logger } from 'pino';
+import type { Config } from '../config.js';
 import { readObject, type ObjectInfo } from '../storage/backend.js';
 import { isSha256Digest } from '../oci/digest.js';
 import { ContentStore } from './store.js';
 import { removeAbandonedSpools } from '../oci/flatten.js';
 import { RepositoryLinks } from './links.js';
+import { BuildRecords, buildObjectExpired } from './build-records.js';
+import { StoreLeases } from './lease.js';
 
 /**
  * Garbage collection of a content store: by reachability, not by age alone.
@@ -20,6 +23,11 @@ import { RepositoryLinks } from './links.js';
  *    spools) whose process is gone or that are older than the grace period.
  * 6. Repository links (links.ts) older than the grace period whose content is gone are
  *    deleted; links never keep content alive.
+ * 7. Build records (`builds/`, build-records.ts) after their lifetimes: failures after
+ *    the failure TTL, attempt records a grace period after their lease ran out, logs,
+ *    progress, commit sources and Cloud Build folders after the pointer TTL (at least the
+ *    grace); and leases (`leases/`, lease.ts) a grace period after their last renewal,
+ *    which only a holder that died leaves behind.
  *
  * What protects what:
  * - An image with a live pointer is reachable, however old its objects are.
@@ -38,8 +46,8 @@ import { RepositoryLinks } from './links.js';
  *   that stat and the delete itself. Objects served without being written again (mirror
  *   blobs) are not touched; the mirror fetches a blob again if it is gone.
  *
- * Only `pointers/`, `manifests/sha256/`, `blobs/sha256/`, `links/` and `tmp/` are looked at:
- * objects under any other prefix (the task queue's, leases) are never touched. Listings
+ * Only `pointers/`, `manifests/sha256/`, `blobs/sha256/`, `links/`, `tmp/`, `builds/` and
+ * `leases/` are looked at: objects under any other prefix (the task queue's) are never touched. Listings
  * are streamed; the only thing held in memory is the set of live digests.
  *
  * Several instances may run it at once (Cloud Run): deletes are idempotent and each run
@@ -68,6 +76,10 @@ export interface GcOptions {
   dryRun?: boolean;
   /** Stops the run between objects (server shutdown); the run then rejects. */
   signal?: AbortSignal;
+  /** KONTAIN_LEASE_TTL: leases and build attempts not renewed for this (plus the grace) are gone. Default 30 s. */
+  leaseTtlMs?: number;
+  /** KONTAIN_BUILD_FAILURE_TTL: how long a failed build is remembered. Default 600 s. */
+  buildFailureTtlMs?: number;
 }
 
 export interface GcReport {
@@ -86,6 +98,10 @@ export interface GcReport {
   leftoversDeleted: number;
   /** Repository links whose content is gone. */
   linksDeleted: number;
+  /** Build records, logs and sources past their lifetime (builds/). */
+  buildObjectsDeleted: number;
+  /** Leases left by holders that died (leases/). */
+  leasesDeleted: number;
   /**
    * Objects kept only because they are younger than the grace period: manifests no live
    * pointer reaches (what they reach is then kept as live), and unreachable blobs.
@@ -123,6 +139,8 @@ export async function collectGarbage(store: ContentStore, options: GcOptions = {
     tmpDeleted: 0,
     leftoversDeleted: 0,
     linksDeleted: 0,
+    buildObjectsDeleted: 0,
+    leasesDeleted: 0,
     keptByGrace: 0,
     keptAsReused: 0,
     manifestsMissing: 0,
@@ -252,6 +270,29 @@ export async function collectGarbage(store: ContentStore, options: GcOptions = {
   }
   await deleter.drain();
 
+  // 9. Build records and leases past their lifetimes. An object renewed since it was
+  // listed (a live attempt's or lease's heartbeat) is kept.
+  const leaseTtlMs = options.leaseTtlMs ?? 30_000;
+  const lifetimes = { leaseTtlMs, failureTtlMs: options.buildFailureTtlMs ?? 600_000, keepMs: Math.max(ttlMs, graceMs), graceMs };
+  const deleteUnlessRenewed = async (name: string, listed: ObjectInfo) => {
+    const current = await store.backend.stat(name);
+    if (current && current.created.getTime() === listed.created.getTime()) await store.backend.delete(name);
+  };
+  for await (const { name, info } of store.list(BuildRecords.PREFIX)) {
+    signal?.throwIfAborted();
+    if (!(await buildObjectExpired(store.backend, name, info, now, lifetimes))) continue;
+    report.buildObjectsDeleted++;
+    await deleter.add(() => deleteUnlessRenewed(name, info));
+  }
+  await deleter.drain();
+  for await (const { name, info } of store.list(StoreLeases.PREFIX)) {
+    signal?.throwIfAborted();
+    if (now - info.created.getTime() <= leaseTtlMs + graceMs) continue;
+    report.leasesDeleted++;
+    await deleter.add(() => deleteUnlessRenewed(name, info));
+  }
+  await deleter.drain();
+
   report.manifestsMissing = marker.missing;
   report.durationMs = Date.now() - started;
   return report;
@@ -271,6 +312,11 @@ export async function removeCrashLeftovers(store: ContentStore, graceMs: number,
   const temps = (await store.backend.removeAbandonedTemps?.(maxAgeMs, options)) ?? { removed: 0, bytes: 0 };
   const spools = await removeAbandonedSpools(maxAgeMs, options);
   return { removed: temps.removed + spools.removed, bytes: temps.bytes + spools.bytes };
+}
+
+/** The lifetimes of build records and leases as configured. */
+export function buildLifetimes(config: Pick<Config, 'leaseTTLSeconds' | 'builds'>): Pick<GcOptions, 'leaseTtlMs' | 'buildFailureTtlMs'> {
+  return { leaseTtlMs: config.leaseTTLSeconds * 1000, buildFailureTtlMs: config.builds.failureTtlSeconds * 1000 };
 }
 
 export interface PeriodicGcOptions extends Omit<GcOptions, 'signal' | 'now' | 'dryRun'> {

@@ -48,8 +48,11 @@ export class StoreLeases {
     this.maxPollMs = options.maxPollMs ?? 2000;
   }
 
+  /** Every lease lives under here (garbage collection removes those of dead holders). */
+  static readonly PREFIX = 'leases/';
+
   static prefix(key: string): string {
-    return `leases/${createHash('sha256').update(key).digest('hex')}/`;
+    return `${StoreLeases.PREFIX}${createHash('sha256').update(key).digest('hex')}/`;
   }
 
   /** `work.work()` run by one instance at a time; every caller gets its result. */

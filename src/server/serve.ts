@@ -10,7 +10,7 @@ import { createLimitedServer } from './connections.js';
 import { probeStore } from '../storage/probe.js';
 import { StartupError } from './startup-error.js';
 import { createMetrics } from './metrics.js';
-import { removeCrashLeftovers, startPeriodicGc } from '../content/gc.js';
+import { buildLifetimes, removeCrashLeftovers, startPeriodicGc } from '../content/gc.js';
 import { createTaskEndpoint, createTaskQueue, type TaskEndpointDependencies } from '../tasks/index.js';
 import type { TaskQueue } from '../tasks/queue.js';
 
@@ -71,7 +71,7 @@ export async function startServer(
   const port = typeof address === 'object' && address ? address.port : config.port;
   // startupMs: process start to listening, what a cold Cloud Run instance makes its first client wait.
   log.info({ port, store: backend.description, domain: config.domain || undefined, startupMs: Math.round(performance.now()) }, 'kontain serving');
-  const gc = startPeriodicGc(store, { intervalMs: config.gcIntervalSeconds * 1000, graceMs: config.gcGraceSeconds * 1000, log });
+  const gc = startPeriodicGc(store, { intervalMs: config.gcIntervalSeconds * 1000, graceMs: config.gcGraceSeconds * 1000, ...buildLifetimes(config), log });
   // After listening: the embedded queue runs overdue tasks at once, and their images
   // should be servable as they appear.
   await tasks.start();
