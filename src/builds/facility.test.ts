@@ -96,3 +96,77 @@ test('a job slower than the hold: pulls answer building with Retry-After and sta
   assert.equal(runs, 1);
   assert.ok(await store.getManifest(descriptor.digest));
 });
+
+const emptyImage = (store: ContentStore) => store.putManifest(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociManifest, config: {}, layers: [] })), MediaType.ociManifest);
+
+async function eventually<T>(fn: () => Promise<T | undefined>): Promise<T> {
+  for (let i = 0; i < 400; i++) {
+    const value = await fn().catch(() => undefined);
+    if (value !== undefined) return value;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('never came');
+}
+
+test('delayed work: pulls before its due time are told when, at once, and start nothing; it runs once, when due', async (t) => {
+  const { store, facility } = await setup(10_000);
+  const keepAlive = setInterval(() => undefined, 1000);
+  t.after(() => clearInterval(keepAlive));
+  const ran: number[] = [];
+  facility.register('test', async () => {
+    ran.push(Date.now());
+    return emptyImage(store);
+  });
+  const asked = Date.now();
+  const delayed = { ...job('d'), delaySeconds: 1 };
+  const answers = await Promise.all([1, 2, 3].map(() => answer(facility.obtain(delayed, { log }))));
+  for (const a of answers) {
+    assert.equal(a.status, 404);
+    assert.match(a.message, /^thing@d is not ready yet: it will be ready at \S+ \(in 1 s\); pull again then$/);
+    assert.equal(a.headers['Retry-After'], '1');
+  }
+  const image = await eventually(() => facility.obtain(delayed, { log }));
+  assert.ok(await store.getManifest(image.digest));
+  assert.equal(ran.length, 1);
+  assert.ok(ran[0]! >= asked + 1000, 'not before its due time');
+});
+
+test('delayed work whose task was lost (a crash after the record) runs at once on the next pull after its lease', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'kontain-facility-'));
+  cleanup.push(() => rm(dir, { recursive: true, force: true }));
+  const store = new ContentStore(new FsBackend(dir));
+  const tasks = new EmbeddedTaskQueue(store.backend, { log });
+  const facility = new BuildFacility({ store, tasks, holdMs: 10_000, failureTtlMs: 60_000, leaseTtlMs: 50, log });
+  await tasks.start();
+  cleanup.push(() => tasks.stop());
+  facility.register('test', async () => emptyImage(store));
+  // The record as the dead process wrote it, due a moment ago; its task was never enqueued.
+  const { BuildRecords } = await import('../content/build-records.js');
+  const past = new Date(Date.now() - 1000).toISOString();
+  await new BuildRecords(store.backend).create(BuildFacility.idOf(job('lost')), { state: 'running', attempt: 'dead', label: 'thing@lost', started: past, due: past });
+  await new Promise((r) => setTimeout(r, 100));
+  // Not a new wait of its whole delay: the image, within this pull's hold.
+  const image = await facility.obtain({ ...job('lost'), delaySeconds: 3600 }, { log });
+  assert.ok(await store.getManifest(image.digest));
+});
+
+test('work handed on to later tasks (a build being polled) keeps one log, answers building meanwhile, then the image', async (t) => {
+  const { store, facility } = await setup(20);
+  const keepAlive = setInterval(() => undefined, 1000);
+  t.after(() => clearInterval(keepAlive));
+  const seen: unknown[] = [];
+  facility.register('test', async (_payload, context) => {
+    seen.push(context.resume);
+    const round = (context.resume as number | undefined) ?? 0;
+    context.line(`look ${round}`);
+    if (round < 2) return { again: { afterSeconds: 0.2, state: round + 1 } };
+    return emptyImage(store);
+  });
+  const first = await answer(facility.obtain(job('p'), { log }));
+  assert.match(first.message, /^building thing@p/);
+  const image = await eventually(() => facility.obtain(job('p'), { log }));
+  assert.ok(await store.getManifest(image.digest));
+  assert.deepEqual(seen, [undefined, 1, 2]);
+  const text = await facility.logText(BuildFacility.idOf(job('p')));
+  assert.match(text ?? '', /look 0\nlook 1\nlook 2\nkontain: built sha256:/);
+});

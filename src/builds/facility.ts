@@ -1,6 +1,6 @@
 /**
  * Slow work answered while it runs: one facility of the core for every host whose images
- * take a while to make (kaniko builds, ko builds, apko, wait).
+ * take a while to make (kaniko builds, ko builds, apko, nix) or are made only later (wait).
  *
  * A pull asks `obtain(job)`. The first pull of a job writes an attempt record
  * (create-if-absent: concurrent pulls, on any instance, start one attempt) and enqueues a
@@ -16,15 +16,23 @@
  * `leaseTtlMs` was lost with its instance, and the next pull starts another, on any
  * instance (issue 12: one build per image across instances, taken over when its holder dies).
  *
+ * Delayed work (wait's, `SlowJob.delaySeconds`) has a due time in its attempt record and
+ * its task enqueued with that delay; until then every pull is answered at once "not ready
+ * yet: it will be ready at <time> (in N s)" with Retry-After N, and the lease runs from
+ * the due time. A runner may also hand its work on to a later task (`JobRunner` returns
+ * `{ again }`: a Cloud Build being polled), so no CPU is held between looks; the record
+ * is renewed by each task.
+ *
  * A failed attempt is remembered (error, last log lines) for KONTAIN_BUILD_FAILURE_TTL
  * and answered without rebuilding. Each attempt's log is readable at
  * `/_builds/<id>/log` on any host, while it runs and after.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { BuildRecords, type BuildRecord } from '../content/build-records.js';
+import { attemptAliveAt, BuildRecords, type BuildRecord } from '../content/build-records.js';
 import type { ContentStore } from '../content/store.js';
 import type { Descriptor } from '../oci/types.js';
+import { isSha256Digest } from '../oci/digest.js';
 import { RegistryError, type ErrorCodeName } from '../registry/errors.js';
 import type { JsonValue, TaskQueue } from '../tasks/queue.js';
 import { BuildLog } from './build-log.js';
@@ -40,6 +48,8 @@ export interface SlowJob {
   label: string;
   /** Enough for the runner to do the work on any instance. */
   payload: JsonValue;
+  /** Work not to be done before this many seconds from the first pull (wait); default at once. */
+  delaySeconds?: number;
 }
 
 export interface JobContext {
@@ -47,11 +57,21 @@ export interface JobContext {
   line(text: string): void;
   /** Where the work is ("step 3/7"); shown to pulls that find it running. */
   progress(text: string): void;
+  /** What the previous task of this attempt handed on (`JobContinuation.state`); undefined on the first. */
+  resume?: JsonValue;
   log: Logger;
 }
 
-/** Does the work; throws RegistryError for failures a client should see as they are. */
-export type JobRunner = (payload: unknown, context: JobContext) => Promise<Descriptor>;
+/** The work is not done: run the runner again in a later task, given `state` as `resume`. */
+export interface JobContinuation {
+  again: { afterSeconds: number; state: JsonValue };
+}
+
+/**
+ * Does the work (or a step of it); throws RegistryError for failures a client should see
+ * as they are.
+ */
+export type JobRunner = (payload: unknown, context: JobContext) => Promise<Descriptor | JobContinuation>;
 
 export interface ObtainOptions {
   /** The request's own `scheme://host`, for the log URL in messages. */
@@ -88,22 +108,53 @@ interface TaskPayload {
   key: string;
   label: string;
   payload: JsonValue;
+  /** A continuation's state and its number (the task's dedupe key). */
+  resume?: JsonValue;
+  step?: number;
+}
+
+interface Running {
+  attempt: string;
+  done: Promise<Descriptor | JobContinuation>;
+  log: BuildLog;
+  progress?: string;
 }
 
 export class BuildFacility {
   private readonly runners = new Map<string, JobRunner>();
+  /** Task names of kinds that have their own (wait's `wait`); the rest use `build`. */
+  private readonly taskNames = new Map<string, string>();
   private readonly records: BuildRecords;
   /** Attempts running in this process, by id. */
-  private readonly running = new Map<string, { attempt: string; done: Promise<Descriptor>; log: BuildLog; progress?: string }>();
+  private readonly running = new Map<string, Running>();
 
   constructor(private readonly options: BuildFacilityOptions) {
     this.records = new BuildRecords(options.store.backend);
     options.tasks?.handle(TASK, (payload) => this.runTask(payload));
   }
 
-  register(kind: string, runner: JobRunner): void {
+  /**
+   * `options.task` gives the kind's tasks their own name (and URL, `/_tasks/<name>`, on
+   * Cloud Tasks); `options.isStale` recognises payloads an earlier version of the host
+   * enqueued under that name, acknowledged and dropped (their next pull starts anew).
+   */
+  register(kind: string, runner: JobRunner, options: { task?: string; isStale?(payload: unknown): boolean } = {}): void {
     if (this.runners.has(kind)) throw new Error(`slow work ${kind} already has a runner`);
     this.runners.set(kind, runner);
+    if (options.task && options.task !== TASK) {
+      this.taskNames.set(kind, options.task);
+      this.options.tasks?.handle(options.task, async (payload) => {
+        if (options.isStale?.(payload)) {
+          this.options.log.info({ task: options.task }, 'task from an earlier version of its host; nothing to do');
+          return;
+        }
+        await this.runTask(payload);
+      });
+    }
+  }
+
+  private taskOf(kind: string): string {
+    return this.taskNames.get(kind) ?? TASK;
   }
 
   /** The id of a job: names its records, its task and its log URL. */
@@ -128,8 +179,11 @@ export class BuildFacility {
       // The attempt record first: an attempt writes its outcome before deleting it, so
       // with no attempt record, an outcome there is will be seen below.
       let record = await this.records.get(id);
+      let overdue = false;
       if (record && (await this.isOver(id, record, Date.now()))) {
         await this.records.deleteIf(id, record.attempt);
+        // Delayed work whose task was lost past its due time is owed already: the next attempt runs at once.
+        overdue = record.due !== undefined;
         record = undefined;
       }
       if (!record) {
@@ -140,9 +194,10 @@ export class BuildFacility {
         const failed = await this.records.failure(id);
         if (failed && !(await this.isOver(id, failed, Date.now()))) throw failure(job, failed, logUrl);
         if (failed) await this.records.deleteFailure(id, failed.attempt);
-        record = await this.start(id, job, options.log);
+        record = await this.start(id, job, options.log, overdue);
         if (!record) continue; // another pull started one first: join it
       }
+      if (record.due && Date.parse(record.due) > Date.now()) throw notDue(job, record.due);
       const outcome = await this.hold(id, job, record, deadline, logUrl);
       if (outcome) return outcome;
     }
@@ -158,24 +213,25 @@ export class BuildFacility {
 
   private async cachedImage(job: SlowJob, since?: string): Promise<Descriptor | undefined> {
     const pointer = await this.options.store.getPointer(job.service, job.key);
-    if (!pointer || (since && pointer.created < since)) return undefined;
+    if (!pointer || (since && pointer.created < since) || !isSha256Digest(pointer.descriptor?.digest ?? '')) return undefined;
     return (await this.options.store.getManifest(pointer.descriptor.digest)) ? pointer.descriptor : undefined;
   }
 
   /** A running attempt its instance stopped renewing, or a failure remembered long enough. */
   private async isOver(id: string, record: BuildRecord, now: number): Promise<boolean> {
-    if (record.state === 'running') {
-      const renewed = (await this.records.renewedAt(id)) ?? new Date(record.started);
-      return now - renewed.getTime() > this.options.leaseTtlMs;
-    }
+    if (record.state === 'running') return now - attemptAliveAt(record, await this.records.renewedAt(id)) > this.options.leaseTtlMs;
     const ttl = (record.error?.status ?? 0) >= 500 ? Math.min(TRANSIENT_FAILURE_TTL_MS, this.options.failureTtlMs) : this.options.failureTtlMs;
     return now - Date.parse(record.finished ?? record.started) > ttl;
   }
 
   /** Writes the attempt record and hands the work to the queue; undefined if another pull got there first. */
-  private async start(id: string, job: SlowJob, log: Logger): Promise<BuildRecord | undefined> {
+  private async start(id: string, job: SlowJob, log: Logger, overdue = false): Promise<BuildRecord | undefined> {
     if (!this.runners.has(job.kind)) throw new Error(`no runner for slow work ${job.kind}`);
-    const record: BuildRecord = { state: 'running', attempt: randomUUID(), label: job.label, started: new Date().toISOString() };
+    const delaySeconds = overdue ? 0 : (job.delaySeconds ?? 0);
+    if (delaySeconds > 0 && !this.options.tasks) throw new RegistryError('UNAVAILABLE', `${job.label} is delayed work, and this server was started without a task queue`);
+    const now = Date.now();
+    const record: BuildRecord = { state: 'running', attempt: randomUUID(), label: job.label, started: new Date(now).toISOString() };
+    if (job.delaySeconds !== undefined) record.due = new Date(now + delaySeconds * 1000).toISOString();
     if (!(await this.records.create(id, record))) return undefined;
     const payload: TaskPayload = { id, attempt: record.attempt, kind: job.kind, service: job.service, key: job.key, label: job.label, payload: job.payload };
     log.info({ build: id, label: job.label, kind: job.kind }, 'build started');
@@ -185,7 +241,7 @@ export class BuildFacility {
       return record;
     }
     try {
-      await this.options.tasks.enqueue(TASK, { ...payload }, 0, { dedupeKey: `${id}@${record.attempt}` });
+      await this.options.tasks.enqueue(this.taskOf(job.kind), { ...payload }, delaySeconds, { dedupeKey: `${id}@${record.attempt}` });
     } catch (err) {
       // No task, no attempt: the next pull starts over.
       await this.records.deleteIf(id, record.attempt).catch(() => undefined);
@@ -241,13 +297,20 @@ export class BuildFacility {
     const runner = this.runners.get(task.kind);
     const log = this.options.log.child({ build: task.id, label: task.label });
     const buildLog = new BuildLog();
-    const entry: { attempt: string; done: Promise<Descriptor>; log: BuildLog; progress?: string } = { attempt: task.attempt, done: undefined as never, log: buildLog };
+    if (task.resume !== undefined) {
+      // The earlier tasks' lines, as they stored them.
+      const earlier = await this.records.log(task.id).catch(() => undefined);
+      for (const line of earlier?.replace(/\n$/, '').split('\n') ?? []) buildLog.add(line);
+      await this.records.renew(task.id).catch(() => undefined);
+    }
+    const entry: Running = { attempt: task.attempt, done: undefined as never, log: buildLog };
     const context: JobContext = {
       line: (text) => buildLog.add(text),
       progress: (text) => {
         entry.progress = text;
         void this.records.setProgress(task.id, text).catch(() => undefined);
       },
+      resume: task.resume,
       log,
     };
     const started = Date.now();
@@ -259,7 +322,15 @@ export class BuildFacility {
     const heartbeat = setInterval(() => void this.records.renew(task.id).catch(() => undefined), Math.max(1, Math.floor(this.options.leaseTtlMs / 3)));
     heartbeat.unref();
     try {
-      const descriptor = await entry.done;
+      const outcome = await entry.done;
+      if ('again' in outcome) {
+        // Off the running list first: the next task may be delivered at once.
+        clearInterval(heartbeat);
+        this.running.delete(task.id);
+        await this.handOn(task, outcome, buildLog);
+        return;
+      }
+      const descriptor = outcome;
       await this.options.store.setPointer(task.service, task.key, descriptor);
       buildLog.add(`kontain: built ${descriptor.digest} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       await this.records.setLog(task.id, buildLog.text());
@@ -281,8 +352,21 @@ export class BuildFacility {
       await this.records.deleteIf(task.id, task.attempt);
     } finally {
       clearInterval(heartbeat);
-      this.running.delete(task.id);
+      if (this.running.get(task.id) === entry) this.running.delete(task.id);
     }
+  }
+
+  /** A runner that is not done: its log so far is stored and a later task carries its state. */
+  private async handOn(task: TaskPayload, outcome: JobContinuation, buildLog: BuildLog): Promise<void> {
+    if (!this.options.tasks) throw new Error(`slow work ${task.kind} hands work on to a later task, and this server has no task queue`);
+    await this.records.setLog(task.id, buildLog.text());
+    // The record is renewed only when a task runs: a look later than the lease would let
+    // another pull take the work over.
+    const afterSeconds = Math.min(Math.max(0, outcome.again.afterSeconds), this.options.leaseTtlMs / 3000);
+    const step = (task.step ?? 0) + 1;
+    const next: TaskPayload = { ...task, resume: outcome.again.state, step };
+    await this.options.tasks.enqueue(this.taskOf(task.kind), { ...next }, afterSeconds, { dedupeKey: `${task.id}@${task.attempt}#${step}` });
+    await this.records.renew(task.id);
   }
 }
 
@@ -292,6 +376,16 @@ function failure(job: SlowJob, record: BuildRecord, logUrl: string): RegistryErr
   return new RegistryError(error.code as ErrorCodeName, `build of ${job.label} failed: ${error.message}${tail}\nlog: ${logUrl}`, {
     status: error.status,
     detail: { build: BuildFacility.idOf(job), log: logUrl, finished: record.finished },
+  });
+}
+
+/** Delayed work before its due time: when to come back. */
+function notDue(job: SlowJob, due: string): RegistryError {
+  const dueMs = Date.parse(due);
+  const seconds = Math.max(1, Math.ceil((dueMs - Date.now()) / 1000));
+  return new RegistryError('MANIFEST_UNKNOWN', `${job.label} is not ready yet: it will be ready at ${due} (in ${seconds} s); pull again then`, {
+    headers: { 'Retry-After': String(seconds) },
+    detail: { readyAt: due, retryAfterSeconds: seconds },
   });
 }
 

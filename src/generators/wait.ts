@@ -1,31 +1,18 @@
-import type { Logger } from 'pino';
-import { ContentStore, type Pointer } from '../content/store.js';
-import { isSha256Digest } from '../oci/digest.js';
+import type { ContentStore } from '../content/store.js';
 import { familyOf, type FormatFamily } from '../oci/mediatypes.js';
 import type { Descriptor } from '../oci/types.js';
 import { RegistryError } from '../registry/errors.js';
-import type { TaskQueue } from '../tasks/queue.js';
+import { createBuildFacility } from '../builds/index.js';
+import type { BuildFacility } from '../builds/facility.js';
 import type { Generator, GeneratorContext, TagRequest } from './generator.js';
 import { writeRandomImage } from './random.js';
 import { writeInFamily } from '../oci/family.js';
 import type { AcceptedTypes } from '../registry/accept.js';
 
 const SERVICE = 'wait';
-const TASK = 'wait';
 export const WAIT_MAX_MS = 3600 * 1000;
 export const WAIT_LATEST_MS = 10 * 1000;
 export const WAIT_IMAGE = { layers: 10, size: 100 };
-/**
- * A placeholder this far past its ready time means its task was lost (or failed for
- * good): the next pull makes the image itself instead of promising it forever.
- */
-const LOST_AFTER_MS = 10 * 60 * 1000;
-/** What a pull past the ready time, while the task is still running, is told to wait. */
-const DUE_RETRY_SECONDS = 2;
-
-/** A placeholder pointer: a descriptor with no manifest behind it, carrying the ready time. */
-const PLACEHOLDER_TYPE = 'application/vnd.kontain.wait.placeholder+json';
-const READY_AT = 'me.kontain.wait.ready-at';
 
 const UNIT_NS: Record<string, bigint> = {
   ns: 1n,
@@ -95,19 +82,19 @@ export function parseWaitTag(tag: string): number {
 }
 
 interface WaitPayload {
-  key: string;
-  readyAt: string;
   family: FormatFamily;
 }
 
 /**
  * `wait`: `wait/<name>:<duration>` is an image that exists only some time after it was
- * first asked for (kontain.me's wait service). The first pull writes a placeholder
- * pointer holding the ready time, enqueues a task to make the image then, and answers
- * MANIFEST_UNKNOWN saying when to come back (with Retry-After). Pulls until then get the
- * same answer without a second task. The task makes 10 layers of 100 random bytes and
- * replaces the placeholder with a pointer to them, served (by tag and digest) until the
- * pointer expires; a pull after that starts a new wait.
+ * first asked for (kontain.me's wait service). It is delayed work of the slow-work
+ * facility (src/builds/facility.ts): the first pull writes the attempt record with its
+ * due time and enqueues the task with that delay; every pull until then is answered at
+ * once MANIFEST_UNKNOWN "not ready yet: it will be ready at <time> (in N s)" with
+ * Retry-After N, and starts nothing. The task makes 10 layers of 100 random bytes, in the
+ * media types the first puller preferred, served (by tag and digest) until the pointer
+ * expires; a pull after that starts a new wait. A pull at the due time holds (at most
+ * KONTAIN_BUILD_HOLD) while the task makes the image.
  */
 export class WaitGenerator implements Generator {
   readonly service = SERVICE;
@@ -115,16 +102,21 @@ export class WaitGenerator implements Generator {
     'An image that appears only a while after you first ask for it: the first pull of wait/NAME:DURATION (a Go duration such as 30s or 1m30s, at most 1h; latest is 10s) starts the clock and says when to come back; after that you get 10 layers of 100 random bytes.';
   readonly examples = ['wait/x:30s', 'wait/hello:1m30s'];
   private readonly store: ContentStore;
-  private readonly tasks?: TaskQueue;
-  private readonly log: Logger;
-  /** Builds under way in this process, by key: pulls during one wait for it instead of seeing the pointer swap. */
-  private readonly building = new Map<string, Promise<Descriptor | undefined>>();
+  private readonly facility: BuildFacility;
 
   constructor(context: GeneratorContext) {
     this.store = context.store;
-    this.tasks = context.tasks;
-    this.log = context.log;
-    this.tasks?.handle(TASK, (payload) => this.runTask(payload));
+    // A generator made on its own (unit tests) gets a facility over its store and queue.
+    this.facility = context.builds ?? createBuildFacility(context);
+    // Its own task name: Cloud Tasks shows `/_tasks/wait`, and tasks enqueued before wait
+    // moved onto the facility (a placeholder's key and ready time) are recognised and dropped.
+    this.facility.register(SERVICE, (payload) => writeRandomImage(this.store, WAIT_IMAGE, parsePayload(payload).family), {
+      task: 'wait',
+      isStale: (raw) => {
+        const p = raw as { key?: unknown; readyAt?: unknown; attempt?: unknown } | null;
+        return typeof p?.key === 'string' && typeof p.readyAt === 'string' && p.attempt === undefined;
+      },
+    });
   }
 
   /**
@@ -132,7 +124,14 @@ export class WaitGenerator implements Generator {
    * not take that form gets the same image described in the other family.
    */
   async manifest(request: TagRequest): Promise<Descriptor> {
-    return this.inAcceptedForm(await this.image(request), request.accept);
+    const waitMs = parseWaitTag(request.tag);
+    const key = `${request.repository}:${request.tag}`;
+    const payload: WaitPayload = { family: request.accept.preferredFamily() };
+    const image = await this.facility.obtain(
+      { kind: SERVICE, service: SERVICE, key, label: `wait/${key}`, payload: { ...payload }, delaySeconds: waitMs / 1000 },
+      { baseUrl: request.baseUrl, log: request.log },
+    );
+    return this.inAcceptedForm(image, request.accept);
   }
 
   private async inAcceptedForm(descriptor: Descriptor, accept: AcceptedTypes): Promise<Descriptor> {
@@ -141,139 +140,10 @@ export class WaitGenerator implements Generator {
     const twin = stored && (await writeInFamily(this.store, stored, familyOf(descriptor.mediaType) === 'oci' ? 'docker' : 'oci'));
     return twin && accept.accepts(twin.mediaType) ? twin : descriptor;
   }
-
-  private async image(request: TagRequest): Promise<Descriptor> {
-    const waitMs = parseWaitTag(request.tag);
-    const key = `${request.repository}:${request.tag}`;
-    const ref = `wait/${key}`;
-    // Bounded: each round either answers or lost a race to another puller, whose
-    // placeholder the next round reads.
-    for (let round = 0; round < 3; round++) {
-      // A failed build is the task's to retry; this pull just looks at the pointer.
-      const inFlight = await this.building.get(key)?.catch(() => undefined);
-      if (inFlight) return inFlight;
-      const pointer = await this.store.getPointer(SERVICE, key, { allowExpired: true });
-      const now = Date.now();
-      if (pointer && isImagePointer(pointer)) {
-        const live = now - Date.parse(pointer.created) <= this.store.pointerTTLms;
-        if (live && (await this.store.getManifest(pointer.descriptor.digest))) return pointer.descriptor;
-        // Expired (or collected): a new wait begins, as if never asked.
-      } else if (pointer) {
-        const readyAt = readyAtOf(pointer);
-        if (readyAt !== undefined) {
-          const readyMs = Date.parse(readyAt);
-          if (now < readyMs) throw notReady(ref, readyMs, now);
-          if (now < readyMs + LOST_AFTER_MS) {
-            throw new RegistryError(
-              'MANIFEST_UNKNOWN',
-              `${ref} was due at ${readyAt} and is being made now; pull again in a few seconds`,
-              { headers: { 'Retry-After': String(DUE_RETRY_SECONDS) }, detail: { readyAt, retryAfterSeconds: DUE_RETRY_SECONDS } },
-            );
-          }
-          request.log.warn({ key, readyAt }, 'wait task never finished; making the image on this pull');
-          const made = await this.build({ key, readyAt, family: request.accept.preferredFamily() });
-          if (made) return made;
-          continue; // replaced meanwhile: look again
-        }
-      }
-      const readyMs = await this.startWait(key, waitMs, request.accept.preferredFamily(), pointer);
-      if (readyMs !== undefined) {
-        request.log.info({ key, readyAt: new Date(readyMs).toISOString() }, 'wait started');
-        throw notReady(ref, readyMs, Date.now());
-      }
-    }
-    throw new RegistryError('UNAVAILABLE', `${ref} is being changed by several pulls at once; pull again`, { headers: { 'Retry-After': '1' } });
-  }
-
-  /**
-   * Enqueues the task, then writes the placeholder (create-if-absent, so concurrent first
-   * pulls make one). Undefined when another puller's placeholder got there first; its
-   * task is the one that counts, and ours will find another ready time and do nothing.
-   * In this order a crash between the two writes leaves a task without a placeholder,
-   * which makes the image when due (see build), never a placeholder that promises an
-   * image no task will make.
-   */
-  private async startWait(key: string, waitMs: number, family: FormatFamily, previous: Pointer | undefined): Promise<number | undefined> {
-    if (!this.tasks) throw new RegistryError('UNAVAILABLE', 'the wait host needs a task queue, and this server was started without one');
-    if (previous) {
-      // Replace the stale pointer only if it is still the one we judged stale.
-      const current = await this.store.getPointer(SERVICE, key, { allowExpired: true });
-      if (current && current.created !== previous.created) return undefined;
-      await this.store.deletePointer(SERVICE, key);
-    }
-    const readyMs = Date.now() + waitMs;
-    const readyAt = new Date(readyMs).toISOString();
-    const payload: WaitPayload = { key, readyAt, family };
-    // The ready time is in the key: a later wait for the same tag is different work.
-    await this.tasks.enqueue(TASK, { ...payload }, waitMs / 1000, { dedupeKey: `${key}@${readyAt}` });
-    const placeholder: Descriptor = { mediaType: PLACEHOLDER_TYPE, digest: 'none', size: 0, annotations: { [READY_AT]: readyAt } };
-    return (await this.store.createPointer(SERVICE, key, placeholder)) ? readyMs : undefined;
-  }
-
-  private async runTask(raw: unknown): Promise<void> {
-    const payload = parsePayload(raw);
-    const descriptor = await this.build(payload);
-    // Stale is done, not failed: retrying would not bring the placeholder back.
-    if (!descriptor) this.log.info({ key: payload.key, readyAt: payload.readyAt }, 'wait task no longer has its placeholder; nothing to do');
-    else this.log.info({ key: payload.key, digest: descriptor.digest }, 'wait image ready');
-  }
-
-  /**
-   * Makes the image for the placeholder the payload names, once: a duplicate delivery
-   * gets the image already made; a task whose placeholder was since replaced or
-   * removed makes nothing (undefined).
-   */
-  private build(payload: WaitPayload): Promise<Descriptor | undefined> {
-    const existing = this.building.get(payload.key);
-    if (existing) return existing;
-    const promise = (async () => {
-      const pointer = await this.store.getPointer(SERVICE, payload.key, { allowExpired: true });
-      if (pointer && isImagePointer(pointer) && (await this.store.getManifest(pointer.descriptor.digest))) return pointer.descriptor;
-      if (pointer && readyAtOf(pointer) !== payload.readyAt) return undefined;
-      // No pointer at all: the placeholder was never written (a crash after the enqueue) or
-      // not yet (a 0s wait's task may run first). The image is due either way.
-      const descriptor = await writeRandomImage(this.store, WAIT_IMAGE, payload.family);
-      if (pointer || !(await this.store.createPointer(SERVICE, payload.key, descriptor))) {
-        const current = await this.store.getPointer(SERVICE, payload.key, { allowExpired: true });
-        if (!current || readyAtOf(current) !== payload.readyAt) return current && isImagePointer(current) ? current.descriptor : undefined;
-        await this.store.setPointer(SERVICE, payload.key, descriptor);
-      }
-      return descriptor;
-    })().finally(() => this.building.delete(payload.key));
-    this.building.set(payload.key, promise);
-    return promise;
-  }
-}
-
-function isImagePointer(pointer: Pointer): boolean {
-  return isSha256Digest(pointer.descriptor?.digest ?? '');
-}
-
-function readyAtOf(pointer: Pointer): string | undefined {
-  if (pointer.descriptor?.mediaType !== PLACEHOLDER_TYPE) return undefined;
-  const readyAt = pointer.descriptor.annotations?.[READY_AT];
-  return readyAt && !Number.isNaN(Date.parse(readyAt)) ? readyAt : undefined;
-}
-
-function notReady(ref: string, readyMs: number, now: number): RegistryError {
-  const seconds = Math.max(1, Math.ceil((readyMs - now) / 1000));
-  const readyAt = new Date(readyMs).toISOString();
-  return new RegistryError('MANIFEST_UNKNOWN', `${ref} is not ready yet: it will be ready at ${readyAt} (in ${seconds} s); pull again then`, {
-    headers: { 'Retry-After': String(seconds) },
-    detail: { readyAt, retryAfterSeconds: seconds },
-  });
 }
 
 function parsePayload(raw: unknown): WaitPayload {
   const p = raw as Partial<WaitPayload> | null;
-  if (
-    !p ||
-    typeof p.key !== 'string' ||
-    typeof p.readyAt !== 'string' ||
-    Number.isNaN(Date.parse(p.readyAt)) ||
-    (p.family !== 'oci' && p.family !== 'docker')
-  ) {
-    throw new Error(`not a wait task payload: ${JSON.stringify(raw)?.slice(0, 200)}`);
-  }
-  return { key: p.key, readyAt: p.readyAt, family: p.family };
+  if (!p || (p.family !== 'oci' && p.family !== 'docker')) throw new Error(`not a wait task payload: ${JSON.stringify(raw)?.slice(0, 200)}`);
+  return { family: p.family };
 }
