@@ -5,7 +5,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -241,12 +241,21 @@ test('a build slower than the hold answers 404 with Retry-After and goes on; pul
   }
 });
 
-test('the Cloud Build executor, through the real client and a local Cloud Build endpoint, gives the image buildah gives', async () => {
+test('the Cloud Build executor, through the real clients and local Cloud Build, Cloud Tasks and GCS endpoints, gives the image buildah gives; each look at the build is a task of its own', async () => {
   const { startFakeGcs } = await import('./support/fake-gcs.js');
   const { startFakeCloudBuild } = await import('./support/fake-cloud-build.js');
+  const { startFakeCloudTasks } = await import('./support/fake-cloud-tasks.js');
+  const { freePort } = await import('./support/upstream-registry.js');
   const gcs = await startFakeGcs();
   const cloudBuild = await startFakeCloudBuild(gcs);
+  const tasks = await startFakeCloudTasks({ privateKey: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, kid: 'unused', backoffMs: 100 });
+  const port = await freePort();
   const cloud = await startKontain({
+    PORT: String(port),
+    KONTAIN_TASKS: 'projects/test-project/locations/us-central1/queues/kontain',
+    KONTAIN_TASKS_SERVICE_URL: `http://127.0.0.1:${port}`,
+    KONTAIN_CLOUD_TASKS_ENDPOINT: tasks.endpoint,
+    KONTAIN_TASKS_SECRET: 'a-shared-secret-of-some-length',
     KONTAIN_STORE: 'gs://kontain-test/registry',
     KONTAIN_GCS_ENDPOINT: gcs.endpoint,
     KONTAIN_BUILD_EXECUTOR: 'cloudbuild',
@@ -277,6 +286,13 @@ test('the Cloud Build executor, through the real client and a local Cloud Build 
     assert.ok(sent.steps[0]!.env.some((e) => /^KONTAIN_DOCKERFILE=FROM 127\.0\.0\.1:\d+\/base\/busybox@sha256:[0-9a-f]{64}\n/.test(e)), JSON.stringify(sent.steps[0]!.env));
     // The build's folder in the bucket is gone afterwards.
     assert.equal(gcs.read('kontain-test', sent.source.storageSource.object), undefined);
+    // On Cloud Run no CPU is given after a response: the first build task submitted the
+    // build, and every look at it (GET of the build) was a later task of its own,
+    // re-queued through Cloud Tasks, not a loop on the instance.
+    const buildTasks = tasks.deliveries.filter((d) => d.url.endsWith('/_tasks/build') && d.status === 204);
+    const looks = cloudBuild.requests.filter((r) => r.method === 'GET' && /\/builds\/[^/]+$/.test(r.path));
+    assert.ok(looks.length >= 1);
+    assert.equal(buildTasks.length, looks.length + 1, `${buildTasks.length} build tasks for ${looks.length} looks at the build`);
 
     // A failing step: its log comes back through the bucket into the answer.
     const failed = await request(`${cloud.url}/v2/kaniko/acme/app/broken/manifests/main`, { headers: ACCEPT });
@@ -287,6 +303,7 @@ test('the Cloud Build executor, through the real client and a local Cloud Build 
   } finally {
     await cloud.stop();
     await cloudBuild.close();
+    await tasks.close();
     await gcs.close();
   }
 });

@@ -8,7 +8,9 @@
  *   2. One step in a maintained buildah image runs the same `buildah bud` as the local
  *      executor (vfs, chroot, gzip layers) and writes an OCI archive; Cloud Build uploads
  *      it as an artifact next to the source, and its log to the same folder.
- *   3. kontain polls the build, then reads the archive into the store and deletes the folder.
+ *   3. Each later look at the build is a task of its own (`poll`, re-queued by the
+ *      slow-build facility), so no instance waits on it; when it has ended, the log and
+ *      the archive are read into the store and the folder deleted.
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -20,7 +22,7 @@ import { ObjectNotFound } from '../storage/backend.js';
 import type { Descriptor } from '../oci/types.js';
 import { ByteLimit } from '../util/byte-limit.js';
 import { runProcess } from '../util/run-process.js';
-import { BuildFailed, BuildOutputRefused, BuildTimedOut, ExecutorUnavailable, type BuildExecutor, type BuildRequest } from './executor.js';
+import { BuildFailed, BuildOutputRefused, BuildTimedOut, ExecutorUnavailable, type BuildExecutor, type BuildRequest, type RemoteBuild } from './executor.js';
 import { registriesConf } from './buildah.js';
 import { importOciLayout } from './oci-layout.js';
 
@@ -85,14 +87,29 @@ export class CloudBuildExecutor implements BuildExecutor {
     return this.clientPromise;
   }
 
+  get pollSeconds(): number {
+    return (this.options.pollMs ?? 2000) / 1000;
+  }
+
+  /** Submits, then looks every pollMs until done: for callers without a task queue. */
   async build(request: BuildRequest): Promise<Descriptor> {
-    const folder = `builds/cloud/${request.id}`;
-    const gsFolder = `gs://${this.options.bucket}/${this.options.prefix ? `${this.options.prefix}/` : ''}${folder}`;
+    const remote = await this.submit(request);
+    for (;;) {
+      const image = await this.poll(remote, request);
+      if (image) return image;
+      await new Promise((resolve) => setTimeout(resolve, this.options.pollMs ?? 2000));
+    }
+  }
+
+  /** Uploads the context and creates the build; its folder is removed if that fails. */
+  async submit(request: BuildRequest): Promise<RemoteBuild> {
+    const folder = this.folderOf(request.id);
+    const gsFolder = `gs://${this.options.bucket}/${this.objectName(folder)}`;
     try {
       await this.uploadSource(request.contextDir, `${folder}/source.tar.gz`, request.signal);
       const timestamp = request.recipe.timestamp;
       const build = {
-        source: { storageSource: { bucket: this.options.bucket, object: `${this.options.prefix ? `${this.options.prefix}/` : ''}${folder}/source.tar.gz` } },
+        source: { storageSource: { bucket: this.options.bucket, object: this.objectName(`${folder}/source.tar.gz`) } },
         steps: [
           {
             name: this.options.builderImage,
@@ -122,15 +139,53 @@ export class CloudBuildExecutor implements BuildExecutor {
         throw new ExecutorUnavailable(`Cloud Build did not take the build: ${(err as Error).message}`);
       }
       request.onLine(`kontain: Cloud Build ${buildId} in project ${this.options.project}`);
-      const finished = await this.waitFor(buildId, request);
-      await this.forwardLog(`${folder}/log-${buildId}.txt`, request);
+      return { buildId, submitted: Date.now() };
+    } catch (err) {
+      await this.removeFolder(folder);
+      throw err;
+    }
+  }
+
+  /** One look at the build: undefined while it runs; when it has ended, its log, then its image or its failure. */
+  async poll(remote: RemoteBuild, request: Omit<BuildRequest, 'contextDir'>): Promise<Descriptor | undefined> {
+    const folder = this.folderOf(request.id);
+    const buildId = remote.buildId;
+    const name = this.options.location === 'global' ? undefined : `projects/${this.options.project}/locations/${this.options.location}/builds/${buildId}`;
+    const ids = { projectId: this.options.project, id: buildId, ...(name ? { name } : {}) };
+    let done = false;
+    try {
+      const [finished] = await (await this.client).getBuild(ids);
       const status = statusName(finished.status);
+      if (!DONE.has(status)) {
+        // Cloud Build enforces the timeout itself; this bound only covers a build it lost track of.
+        if (Date.now() > remote.submitted + request.timeoutMs + 10 * 60_000) {
+          done = true;
+          await (await this.client).cancelBuild(ids).catch(() => undefined);
+          throw new BuildTimedOut(`Cloud Build ${buildId} did not finish in time`);
+        }
+        if (request.signal?.aborted) {
+          done = true;
+          await (await this.client).cancelBuild(ids).catch(() => undefined);
+          throw new BuildFailed('the build was stopped');
+        }
+        return undefined;
+      }
+      done = true;
+      await this.forwardLog(`${folder}/log-${buildId}.txt`, request);
       if (status === 'TIMEOUT') throw new BuildTimedOut(`the build took longer than ${Math.round(request.timeoutMs / 1000)} s and was stopped (KONTAIN_BUILD_TIMEOUT)`);
       if (status !== 'SUCCESS') throw new BuildFailed(`Cloud Build ${buildId} ended ${status}${finished.statusDetail ? `: ${finished.statusDetail}` : ''}`);
       return await this.importOutput(`${folder}/${OUTPUT}`, request);
     } finally {
-      await this.removeFolder(folder);
+      if (done) await this.removeFolder(folder);
     }
+  }
+
+  private folderOf(id: string): string {
+    return `builds/cloud/${id}`;
+  }
+
+  private objectName(name: string): string {
+    return `${this.options.prefix ? `${this.options.prefix}/` : ''}${name}`;
   }
 
   private async uploadSource(contextDir: string, name: string, signal?: AbortSignal): Promise<void> {
@@ -148,24 +203,8 @@ export class CloudBuildExecutor implements BuildExecutor {
     if (outcome.code !== 0) throw new ExecutorUnavailable(`packing the build context failed: ${errors.slice(-3).join(' ')}`);
   }
 
-  private async waitFor(buildId: string, request: BuildRequest): Promise<{ status?: unknown; statusDetail?: string | null }> {
-    const name = this.options.location === 'global' ? undefined : `projects/${this.options.project}/locations/${this.options.location}/builds/${buildId}`;
-    // Cloud Build enforces the timeout itself; this bound only covers a build it lost track of.
-    const deadline = Date.now() + request.timeoutMs + 10 * 60_000;
-    for (;;) {
-      const [build] = await (await this.client).getBuild({ projectId: this.options.project, id: buildId, ...(name ? { name } : {}) });
-      if (DONE.has(statusName(build.status))) return build;
-      if (Date.now() > deadline) throw new BuildTimedOut(`Cloud Build ${buildId} did not finish in time`);
-      if (request.signal?.aborted) {
-        await (await this.client).cancelBuild({ projectId: this.options.project, id: buildId, ...(name ? { name } : {}) }).catch(() => undefined);
-        throw new BuildFailed('the build was stopped');
-      }
-      await new Promise((resolve) => setTimeout(resolve, this.options.pollMs ?? 2000));
-    }
-  }
-
   /** Cloud Build's log (written to the logs bucket) into the build's own log. */
-  private async forwardLog(name: string, request: BuildRequest): Promise<void> {
+  private async forwardLog(name: string, request: Pick<BuildRequest, 'onLine'>): Promise<void> {
     let stream: Readable;
     try {
       stream = await this.options.store.backend.read(name);
@@ -187,7 +226,7 @@ export class CloudBuildExecutor implements BuildExecutor {
   }
 
   /** The OCI archive from the bucket, unpacked (bounded) and read into the store. */
-  private async importOutput(name: string, request: BuildRequest): Promise<Descriptor> {
+  private async importOutput(name: string, request: Pick<BuildRequest, 'maxOutputBytes'>): Promise<Descriptor> {
     await mkdir(this.options.workDir, { recursive: true });
     const dir = await mkdtemp(path.join(this.options.workDir, 'cloud-'));
     try {

@@ -41,6 +41,23 @@ export interface BuildExecutor {
   readonly kind: string;
   /** Runs the build and returns the image's manifest, with all its blobs in the store. */
   build(request: BuildRequest): Promise<Descriptor>;
+  /**
+   * Executors whose builds run elsewhere (Cloud Build) also split a build in two, so the
+   * serving instance holds no CPU while it runs (on Cloud Run none is given after a
+   * response): `submit` starts it and returns what names it; `poll`, called by later tasks
+   * every `pollSeconds`, returns the image once it is done, undefined while it runs.
+   */
+  submit?(request: BuildRequest): Promise<RemoteBuild>;
+  poll?(remote: RemoteBuild, request: Omit<BuildRequest, 'contextDir'>): Promise<Descriptor | undefined>;
+  readonly pollSeconds?: number;
+}
+
+/** A build running elsewhere, as a task carries it between looks. */
+export interface RemoteBuild {
+  [key: string]: string | number;
+  buildId: string;
+  /** When it was submitted (ms since the epoch): the time limit counts from here. */
+  submitted: number;
 }
 
 /** The build itself failed (a RUN step, a bad Dockerfile): the user's to fix. */

@@ -4,8 +4,8 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { BuildRecords } from '../content/build-records.js';
 import type { Config } from '../config.js';
-import { BuildFailed, BuildOutputRefused, BuildTimedOut, ExecutorUnavailable, type BuildExecutor } from '../builds/executor.js';
-import type { BuildFacility, JobContext } from '../builds/facility.js';
+import { BuildFailed, BuildOutputRefused, BuildTimedOut, ExecutorUnavailable, type BuildExecutor, type BuildRequest, type RemoteBuild } from '../builds/executor.js';
+import type { BuildFacility, JobContext, JobContinuation } from '../builds/facility.js';
 import { GitSource, GitSourceNotFound, GitSourceRefused, GitSourceUnavailable } from '../git/source.js';
 import { DockerfileInvalid, parseDockerfile } from '../kaniko/dockerfile.js';
 import { isAllowedRepository } from '../builds/allow.js';
@@ -168,40 +168,59 @@ export class KanikoGenerator implements Generator {
     return parsed.pinned((image) => pins.get(image)!);
   }
 
-  /** The build task's work: the source (checked out here before, or fetched now), then the executor. */
-  private async build(payload: KanikoPayload, context: JobContext): Promise<Descriptor> {
-    return this.slots.run(async () => {
-      const builds = this.config.builds;
-      let contextDir: string;
-      const prepared = this.prepared.get(payload.sourceKey);
-      if (prepared) {
-        this.prepared.delete(payload.sourceKey);
-        clearTimeout(prepared.timer);
-        contextDir = prepared.dir;
-      } else {
-        context.line(`kontain: fetching ${payload.owner}/${payload.repo} at ${payload.commit}`);
-        contextDir = (await this.checkout(payload.owner, payload.repo, payload.commit, payload.dir).catch((err) => {
-          throw kanikoFailure(err) ?? err;
-        })).dir;
+  /**
+   * The build task's work: the source (checked out here before, or fetched now), then the
+   * executor. An executor whose builds run elsewhere is given the build and then looked
+   * at by later tasks (`{ again }`), each one look, so no instance waits on it.
+   */
+  private async build(payload: KanikoPayload, context: JobContext): Promise<Descriptor | JobContinuation> {
+    const executor = this.executor;
+    const remote = context.resume as RemoteBuild | undefined;
+    try {
+      if (remote && executor.poll) {
+        const image = await executor.poll(remote, this.request(payload, context));
+        return image ?? { again: { afterSeconds: executor.pollSeconds ?? 2, state: remote } };
       }
-      try {
-        context.line(`kontain: building ${payload.owner}/${payload.repo}${payload.dir ? `/${payload.dir}` : ''} at ${payload.commit} with ${this.executor.kind}`);
-        return await this.executor.build({
-          id: buildIdOf(payload),
-          contextDir,
-          recipe: { kind: 'dockerfile', dockerfile: payload.dockerfile, timestamp: payload.commitTime || undefined },
-          insecureRegistries: this.config.insecureRegistries,
-          timeoutMs: builds.timeoutSeconds * 1000,
-          maxOutputBytes: builds.maxOutputBytes,
-          onLine: context.line,
-          onProgress: context.progress,
-        });
-      } catch (err) {
-        throw kanikoFailure(err) ?? err;
-      } finally {
-        await rm(contextDir, { recursive: true, force: true });
-      }
-    });
+      return await this.slots.run(async () => {
+        const contextDir = await this.contextDir(payload, context);
+        try {
+          context.line(`kontain: building ${payload.owner}/${payload.repo}${payload.dir ? `/${payload.dir}` : ''} at ${payload.commit} with ${executor.kind}`);
+          const request = { ...this.request(payload, context), contextDir };
+          if (!executor.submit) return await executor.build(request);
+          const submitted = await executor.submit(request);
+          return { again: { afterSeconds: executor.pollSeconds ?? 2, state: submitted } };
+        } finally {
+          await rm(contextDir, { recursive: true, force: true });
+        }
+      });
+    } catch (err) {
+      throw kanikoFailure(err) ?? err;
+    }
+  }
+
+  /** The source checked out while answering the pull here, or fetched now. */
+  private async contextDir(payload: KanikoPayload, context: JobContext): Promise<string> {
+    const prepared = this.prepared.get(payload.sourceKey);
+    if (prepared) {
+      this.prepared.delete(payload.sourceKey);
+      clearTimeout(prepared.timer);
+      return prepared.dir;
+    }
+    context.line(`kontain: fetching ${payload.owner}/${payload.repo} at ${payload.commit}`);
+    return (await this.checkout(payload.owner, payload.repo, payload.commit, payload.dir)).dir;
+  }
+
+  private request(payload: KanikoPayload, context: JobContext): Omit<BuildRequest, 'contextDir'> {
+    const builds = this.config.builds;
+    return {
+      id: buildIdOf(payload),
+      recipe: { kind: 'dockerfile', dockerfile: payload.dockerfile, timestamp: payload.commitTime || undefined },
+      insecureRegistries: this.config.insecureRegistries,
+      timeoutMs: builds.timeoutSeconds * 1000,
+      maxOutputBytes: builds.maxOutputBytes,
+      onLine: context.line,
+      onProgress: context.progress,
+    };
   }
 }
 
