@@ -126,6 +126,8 @@ export interface BuildsConfig {
   executor: 'buildah' | 'cloudbuild';
   /** Git repositories are `<gitBase>/<owner>/<repo>`; operator-trusted, but its address obeys the mirror's policy. */
   gitBase: string;
+  /** Seconds a ref listing may take in all (a git server that trickles is an error); a fetch may take ten times this. */
+  gitTimeoutSeconds: number;
   /** `owner/repo` patterns (`*` matches within one part) that may be built; empty refuses every repository. */
   allow: string[];
   /** How long a manifest request waits for a build before answering "building, pull again", in ms. */
@@ -238,6 +240,7 @@ function parseBuilds(env: NodeJS.ProcessEnv): BuildsConfig {
     gitBase,
     allow,
     holdMs: Math.round(hold * 1000),
+    gitTimeoutSeconds: integer(env, 'KONTAIN_GIT_TIMEOUT', 30, 1, 3600),
     timeoutSeconds: integer(env, 'KONTAIN_BUILD_TIMEOUT', 900, 10, 24 * 3600),
     maxConcurrent: integer(env, 'KONTAIN_BUILD_MAX_CONCURRENT', 2, 1, 64),
     maxSourceBytes: integer(env, 'KONTAIN_BUILD_MAX_SOURCE_BYTES', 200 * 1024 * 1024, 1024, Number.MAX_SAFE_INTEGER),

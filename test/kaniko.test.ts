@@ -6,7 +6,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startKontain, type TestServer } from './support/kontain.js';
@@ -329,5 +330,112 @@ test('a repository larger than KONTAIN_BUILD_MAX_SOURCE_BYTES is refused, naming
     assert.ok((await diskUsage(path.join(work, 'builds-small'))) < 1024 * 1024, 'the refused source was removed');
   } finally {
     await small.stop();
+  }
+});
+
+/** Processes whose command line holds `marker`, from /proc (the build's RUN steps among them). */
+async function processesWith(marker: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes(marker)) found.push(`${pid}: ${cmdline.replace(/\0/g, ' ')}`);
+  }
+  return found;
+}
+
+test('a build over KONTAIN_BUILD_TIMEOUT is stopped with its RUN processes and answered naming the limit; one over KONTAIN_BUILD_MAX_OUTPUT_BYTES is refused and its output not kept', async () => {
+  const marker = `kontain-slow-${randomBytes(4).toString('hex')}`;
+  await git.createRepository('acme', 'bounds', {
+    // The RUN step's own children (a shell and its sleep) must go with the build.
+    'slow/Dockerfile': `FROM ${base}\nRUN sh -c 'sleep 600; echo ${marker}' & sh -c 'sleep 601; echo ${marker}'\n`,
+    // 8 MiB of random bytes: gzip cannot bring the layer under the 4 MiB limit.
+    'big/Dockerfile': `FROM ${base}\nRUN head -c 8388608 /dev/urandom > /noise.bin\n`,
+  });
+  const bounded = await startKontain({
+    KONTAIN_GIT_BASE: git.base,
+    KONTAIN_INSECURE_REGISTRIES: `${registry.host},${git.host}`,
+    KONTAIN_BUILD_ALLOW: 'acme/*',
+    KONTAIN_BUILD_DIR: path.join(work, 'builds-bounded'),
+    KONTAIN_BUILD_HOLD: '120',
+    KONTAIN_BUILD_TIMEOUT: '10',
+    KONTAIN_BUILD_MAX_OUTPUT_BYTES: String(4 * 1024 * 1024),
+  });
+  try {
+    const slow = await request(`${bounded.url}/v2/kaniko/acme/bounds/slow/manifests/main`, { headers: ACCEPT });
+    assert.equal(slow.status, 422, slow.body.toString());
+    const timedOut = registryError(slow);
+    assert.equal(timedOut.code, 'MANIFEST_UNKNOWN');
+    assert.match(timedOut.message, /took longer than 10 s and was stopped \(KONTAIN_BUILD_TIMEOUT\)/);
+    assert.deepEqual(await processesWith(marker), [], 'no process of the stopped build is left');
+
+    const big = await request(`${bounded.url}/v2/kaniko/acme/bounds/big/manifests/main`, { headers: ACCEPT });
+    assert.equal(big.status, 422, big.body.toString());
+    const refused = registryError(big);
+    assert.match(refused.message, /larger than the limit of 4194304 bytes \(KONTAIN_BUILD_MAX_OUTPUT_BYTES\)/);
+    // Nothing of the build is left in its working space, and the store took no blob that large.
+    assert.ok((await diskUsage(path.join(work, 'builds-bounded'))) < 1024 * 1024, 'the build directory was emptied');
+    const blobs = await bounded.store.backend.list('blobs/sha256/');
+    for await (const { info } of blobs) assert.ok(info.size < 4 * 1024 * 1024, `a ${info.size}-byte blob was stored`);
+  } finally {
+    await bounded.stop();
+  }
+});
+
+/**
+ * A git server that never finishes its ref listing: on git:// (raw TCP) and on HTTP, a
+ * repository named `silent` gets nothing, any other the start of a pkt-line and then a
+ * byte every 300 ms, forever.
+ */
+async function startStallingGitServer(protocol: 'git' | 'http'): Promise<{ host: string; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    socket.once('data', (request) => {
+      if (request.toString('latin1').includes('silent')) return;
+      if (protocol === 'http') socket.write('HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-advertisement\r\n\r\n');
+      // A pkt-line that announces 251 bytes and never ends.
+      socket.write('00ff');
+      const trickle = setInterval(() => socket.write('a'), 300);
+      socket.on('close', () => clearInterval(trickle));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+test('a git server that trickles or never answers its ref listing is an error naming it within KONTAIN_GIT_TIMEOUT, not a hung pull', { timeout: 120_000 }, async () => {
+  for (const protocol of ['git', 'http'] as const) {
+    const stalling = await startStallingGitServer(protocol);
+    const host = await startKontain({
+      KONTAIN_GIT_BASE: `${protocol}://${stalling.host}`,
+      KONTAIN_INSECURE_REGISTRIES: `${registry.host},${stalling.host}`,
+      KONTAIN_BUILD_ALLOW: 'acme/*',
+      KONTAIN_BUILD_DIR: path.join(work, `builds-stall-${protocol}`),
+      KONTAIN_GIT_TIMEOUT: '2',
+    });
+    try {
+      for (const repo of ['trickle', 'silent']) {
+        const res = await request(`${host.url}/v2/kaniko/acme/${repo}/manifests/main`, { headers: ACCEPT });
+        assert.equal(res.status, 424, `${protocol} ${repo}: ${res.body.toString()}`);
+        const error = registryError(res);
+        assert.equal(error.code, 'UNAVAILABLE');
+        assert.ok(error.message.includes(`${protocol}://${stalling.host}/acme/${repo}`), error.message);
+        assert.match(error.message, /did not send its ref listing within 2 s \(KONTAIN_GIT_TIMEOUT\)/);
+      }
+      // The server still answers everyone else.
+      assert.equal((await request(`${host.url}/v2/`)).status, 200);
+    } finally {
+      await host.stop();
+      await stalling.close();
+    }
   }
 });

@@ -38,6 +38,8 @@ export function createGenerators(given: GeneratorContext): Map<string, Generator
     insecureRegistries: context.config.insecureRegistries,
     workDir: context.config.builds.workDir,
     maxSourceBytes: context.config.builds.maxSourceBytes,
+    lsRemoteTimeoutMs: context.config.builds.gitTimeoutSeconds * 1000,
+    fetchTimeoutMs: context.config.builds.gitTimeoutSeconds * 10_000,
   });
   const generators: Generator[] = [
     new RandomGenerator(context),

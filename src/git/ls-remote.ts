@@ -24,6 +24,10 @@ export interface LsRemoteTarget {
   /** The address to connect to (already checked against the address policy). */
   address: string;
   port: number;
+  /**
+   * Time the whole listing may take. An idle timeout alone is not enough: a server that
+   * sends a byte now and then would hold the pull forever.
+   */
   timeoutMs: number;
   maxBytes: number;
 }
@@ -43,11 +47,12 @@ function viaGitDaemon(target: LsRemoteTarget): Promise<Buffer> {
     const done = (err?: Error) => {
       if (settled) return;
       settled = true;
+      clearTimeout(deadline);
       socket.destroy();
       if (err) reject(err);
       else resolve(Buffer.concat(chunks));
     };
-    socket.setTimeout(target.timeoutMs, () => done(new LsRemoteFailed(`${target.url} did not answer within ${target.timeoutMs / 1000} s`)));
+    const deadline = setTimeout(() => done(overTime(target)), target.timeoutMs);
     socket.once('connect', () => {
       const hostHeader = target.url.port ? `${target.url.hostname}:${target.url.port}` : target.url.hostname;
       socket.write(pktLine(`git-upload-pack ${target.url.pathname}\0host=${hostHeader}\0`));
@@ -71,6 +76,16 @@ function viaHttp(target: LsRemoteTarget): Promise<Buffer> {
   const url = new URL(`${target.url.toString().replace(/\/$/, '')}/info/refs?service=git-upload-pack`);
   const client = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
+    const deadline = setTimeout(() => {
+      reject(overTime(target));
+      req.destroy();
+    }, target.timeoutMs);
+    const settle = <T>(fn: (value: T) => void) => (value: T) => {
+      clearTimeout(deadline);
+      fn(value);
+    };
+    resolve = settle(resolve);
+    reject = settle(reject);
     const req = client.get(
       url,
       {
@@ -98,11 +113,15 @@ function viaHttp(target: LsRemoteTarget): Promise<Buffer> {
         readLimited(res, target.maxBytes, () => new LsRemoteFailed(`${target.url} advertises more than ${target.maxBytes} bytes of refs`)).then(resolve, reject);
       },
     );
-    req.on('timeout', () => req.destroy(new LsRemoteFailed(`${target.url} did not answer within ${target.timeoutMs / 1000} s`)));
+    req.on('timeout', () => req.destroy(overTime(target)));
     req.on('error', (err) => reject(err instanceof LsRemoteFailed || err instanceof LsRemoteNotFound ? err : new LsRemoteFailed(`${target.url}: ${err.message}`)));
   });
 }
 
+
+function overTime(target: LsRemoteTarget): LsRemoteFailed {
+  return new LsRemoteFailed(`${target.url} did not send its ref listing within ${target.timeoutMs / 1000} s (KONTAIN_GIT_TIMEOUT)`);
+}
 
 function pktLine(text: string): Buffer {
   const payload = Buffer.from(text);

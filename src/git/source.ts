@@ -166,7 +166,7 @@ export class GitSource {
       if (tooLarge || (outcome.code === 0 && (await directoryBytes(gitDir)) > this.options.maxSourceBytes)) {
         throw new GitSourceRefused(`${url} at ${commit.slice(0, 7)} is larger than the source limit of ${this.options.maxSourceBytes} bytes (KONTAIN_BUILD_MAX_SOURCE_BYTES)`);
       }
-      if (outcome.timedOut) throw new GitSourceUnavailable(`fetching ${url} at ${commit.slice(0, 7)} took longer than ${timeoutMs / 1000} s`);
+      if (outcome.timedOut) throw new GitSourceUnavailable(`fetching ${url} at ${commit.slice(0, 7)} took longer than ${timeoutMs / 1000} s (ten times KONTAIN_GIT_TIMEOUT)`);
       if (outcome.aborted) throw new GitSourceUnavailable(`fetching ${url} was stopped`);
       if (outcome.code !== 0) {
         const text = lines.join('\n');
