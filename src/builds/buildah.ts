@@ -40,6 +40,7 @@ export class BuildahExecutor implements BuildExecutor {
   async build(request: BuildRequest): Promise<Descriptor> {
     await mkdir(this.options.workDir, { recursive: true });
     const work = await mkdtemp(path.join(this.options.workDir, `${request.id.slice(0, 16)}-`));
+    let succeeded = false;
     try {
       const dockerfile = path.join(work, 'Dockerfile');
       const policy = path.join(work, 'policy.json');
@@ -80,6 +81,7 @@ export class BuildahExecutor implements BuildExecutor {
         }, () => undefined);
       }, DISK_POLL_MS);
       let outcome;
+      const started = Date.now();
       try {
         outcome = await runProcess(this.options.buildah, args, {
           cwd: work,
@@ -108,9 +110,19 @@ export class BuildahExecutor implements BuildExecutor {
       if (outcome.timedOut) throw new BuildTimedOut(`the build took longer than ${Math.round(request.timeoutMs / 1000)} s and was stopped (KONTAIN_BUILD_TIMEOUT)`);
       if (outcome.aborted) throw new BuildFailed('the build was stopped');
       if (outcome.code !== 0) throw new BuildFailed(`buildah bud failed (${outcome.signal ?? `exit ${outcome.code}`})`);
-      return await importOciLayout(this.options.store, layout, request.maxOutputBytes);
+      const built = Date.now();
+      request.onLine(`kontain: buildah bud took ${((built - started) / 1000).toFixed(2)} s`);
+      const image = await importOciLayout(this.options.store, layout, request.maxOutputBytes);
+      request.onLine(`kontain: read into the store in ${((Date.now() - built) / 1000).toFixed(2)} s`);
+      succeeded = true;
+      return image;
     } finally {
-      await rm(work, { recursive: true, force: true });
+      // buildah's vfs storage holds every layer unpacked, several times: after a success its
+      // removal is not on the pull's path (it is still bounded: the next build waits for no
+      // disk it holds, and a failure removes it before answering).
+      const removal = rm(work, { recursive: true, force: true });
+      if (succeeded) void removal.catch(() => undefined);
+      else await removal;
     }
   }
 }

@@ -111,20 +111,23 @@ export class GitSource {
       await this.git(['init', '-q', '--bare', gitDir], { timeoutMs: 30_000, signal });
       await this.fetch(url, gitDir, commit, signal);
       const treeish = dir ? `${commit}:${dir}` : commit;
-      const size = await this.treeSize(gitDir, treeish, url, dir, commit, signal);
+      let commitTime = 0;
+      // The commit's time is read while the tree is sized: one git process less on the way to the build.
+      const [size] = await Promise.all([
+        this.treeSize(gitDir, treeish, url, dir, commit, signal),
+        this.git(['--git-dir', gitDir, 'show', '-s', '--format=%ct', commit], {
+          timeoutMs: 30_000,
+          signal,
+          onLine: (line) => {
+            if (/^\d+$/.test(line)) commitTime = Number(line);
+          },
+        }),
+      ]);
       if (size > this.options.maxSourceBytes) {
         throw new GitSourceRefused(`${url} at ${commit.slice(0, 7)}${dir ? ` (${dir})` : ''} has ${size} bytes of files, more than the limit of ${this.options.maxSourceBytes} (KONTAIN_BUILD_MAX_SOURCE_BYTES)`);
       }
       await mkdir(destination, { recursive: true });
       await this.archive(gitDir, treeish, destination, signal);
-      let commitTime = 0;
-      await this.git(['--git-dir', gitDir, 'show', '-s', '--format=%ct', commit], {
-        timeoutMs: 30_000,
-        signal,
-        onLine: (line) => {
-          if (/^\d+$/.test(line)) commitTime = Number(line);
-        },
-      });
       return { commitTime };
     } finally {
       await rm(gitDir, { recursive: true, force: true });
