@@ -5,16 +5,15 @@ import { isSendable } from '../storage/file-range-stream.js';
 import type { Readable } from 'node:stream';
 import type { ContentStore } from '../content/store.js';
 import type { Generator } from '../generators/generator.js';
-import { MediaType, isIndexType } from '../oci/mediatypes.js';
-import type { Descriptor, ImageIndex, StoredManifest } from '../oci/types.js';
+import { MediaType } from '../oci/mediatypes.js';
+import type { Descriptor, ImageIndex } from '../oci/types.js';
 import { ObjectNotFound } from '../storage/backend.js';
-import { AcceptedTypes } from './accept.js';
 import { RegistryError } from './errors.js';
-import { checkDigest, checkName, parseReference } from './names.js';
+import { checkDigest, checkName } from './names.js';
 import { parseRegistryPath } from './paths.js';
 import { parseRange } from './range.js';
 import { resolveService, type ServiceTarget } from './services.js';
-import { selectPlatform } from './platform.js';
+import { ManifestServer, sendBytes } from './manifests.js';
 import { pageTags } from './tags.js';
 
 export interface RegistryOptions {
@@ -41,6 +40,7 @@ const EMPTY_INDEX = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: Me
 export function registryRouter(options: RegistryOptions): RequestHandler {
   const { store, generators, domain } = options;
   const services = new Set(generators.keys());
+  const manifests = new ManifestServer({ store, onGeneration: options.onGeneration });
 
   async function handle(req: Request, res: Response): Promise<void> {
     res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
@@ -56,7 +56,7 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
       throw new RegistryError('UNSUPPORTED', `${req.method} is not supported`);
     }
     if (path.kind === 'base') {
-      sendJSON(res, req, 200, Buffer.from('{}'), 'application/json');
+      sendBytes(res, req, 200, Buffer.from('{}'), 'application/json');
       return;
     }
     if (path.kind === 'catalog') {
@@ -76,7 +76,7 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
         throw new RegistryError('UNSUPPORTED', 'uploads are not supported: kontain is a read-only registry');
       case 'manifest':
         fields.reference = path.reference;
-        return serveManifest(req, res, generator, target, path.reference, log);
+        return manifests.serve(req, res, { generator, target, reference: path.reference, log, baseUrl: `${req.protocol}://${req.get('host') ?? 'localhost'}` });
       case 'blob':
         fields.reference = path.digest;
         return serveBlob(req, res, generator, target, path.digest, log);
@@ -86,71 +86,6 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
         fields.reference = path.digest;
         return serveReferrers(req, res, generator, target, path.digest, log);
     }
-  }
-
-  async function serveManifest(req: Request, res: Response, generator: Generator, target: ServiceTarget, reference: string, log: Logger): Promise<void> {
-    const ref = parseReference(reference);
-    const accept = AcceptedTypes.fromHeaders(req.headers.accept);
-    let manifest: StoredManifest | undefined;
-    if (ref.tag !== undefined) {
-      const started = performance.now();
-      const answer = await generator.manifest({ repository: target.repository, tag: ref.tag, accept, log, baseUrl: `${req.protocol}://${req.get('host') ?? 'localhost'}`, signal: clientGone(res) });
-      options.onGeneration?.(generator.service, (performance.now() - started) / 1000);
-      manifest = 'bytes' in answer ? answer : await store.getManifest(answer.digest);
-      if (!manifest) throw new Error(`${generator.service} returned ${answer.digest}, which is not in the store`);
-      if (!generator.storeless) await store.links.addManifest(generator.service, target.repository, manifest);
-      manifest = await negotiate(manifest, accept, ref.tag, generator, target, log);
-    } else {
-      // By digest the stored bytes are the answer whatever Accept says, as distribution
-      // does: only a tag is negotiated, since another form would have another digest.
-      manifest = await findManifest(generator, target, ref.digest, log);
-      if (!manifest) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${ref.digest} is not known to ${generator.service}`, { detail: { digest: ref.digest } });
-    }
-    res.setHeader('Docker-Content-Digest', manifest.digest);
-    res.setHeader('ETag', `"${manifest.digest}"`);
-    if (req.headers['if-none-match'] === `"${manifest.digest}"`) {
-      res.status(304).end();
-      return;
-    }
-    sendJSON(res, req, 200, manifest.bytes, manifest.mediaType);
-  }
-
-  /**
-   * Serves what the client accepts: an index goes to a client that only takes single
-   * manifests as its linux/amd64 (or only) child, never converted between formats.
-   */
-  async function negotiate(
-    manifest: StoredManifest,
-    accept: AcceptedTypes,
-    tag: string,
-    generator: Generator,
-    target: ServiceTarget,
-    log: Logger,
-  ): Promise<StoredManifest> {
-    if (accept.accepts(manifest.mediaType)) return manifest;
-    if (isIndexType(manifest.mediaType)) {
-      const index = JSON.parse(manifest.bytes.toString('utf8')) as ImageIndex;
-      const child = selectPlatform(index.manifests, { os: 'linux', architecture: 'amd64' });
-      if (child && accept.accepts(child.mediaType)) {
-        const childManifest = await findManifest(generator, target, child.digest, log);
-        if (childManifest) return childManifest;
-      }
-    }
-    throw new RegistryError('MANIFEST_UNKNOWN', `${tag} is ${manifest.mediaType}, and the request's Accept header takes none of it or its platform images`);
-  }
-
-  /**
-   * A manifest by digest, only under a repository an image served there references it from
-   * (as a registry with access control answers); a generator that fetches on demand (mirror)
-   * may vouch for one itself. What it references becomes servable there in turn.
-   */
-  async function findManifest(generator: Generator, target: ServiceTarget, digest: string, log: Logger): Promise<StoredManifest | undefined> {
-    // A storeless host (static) answers for its own names alone.
-    if (generator.storeless) return generator.fetchManifest?.(target.repository, digest, log);
-    const linked = await store.links.find(generator.service, target.repository, digest);
-    const manifest = (linked && (await store.getManifest(digest))) || (await generator.fetchManifest?.(target.repository, digest, log));
-    if (manifest) await store.links.addManifest(generator.service, target.repository, manifest);
-    return manifest;
   }
 
   async function serveBlob(req: Request, res: Response, generator: Generator, target: ServiceTarget, reference: string, log: Logger): Promise<void> {
@@ -231,7 +166,7 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
       const params = new URLSearchParams({ n: String(n), last: page.next });
       res.setHeader('Link', `</v2/${name}/tags/list?${params}>; rel="next"`);
     }
-    sendJSON(res, req, 200, Buffer.from(JSON.stringify({ name, tags: page.tags })), 'application/json');
+    sendBytes(res, req, 200, Buffer.from(JSON.stringify({ name, tags: page.tags })), 'application/json');
   }
 
   /**
@@ -243,13 +178,13 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
     const artifactType = typeof req.query.artifactType === 'string' ? req.query.artifactType : undefined;
     const known = await generator.referrers?.(target.repository, digest, log);
     if (artifactType === undefined) {
-      sendJSON(res, req, 200, known?.bytes ?? EMPTY_INDEX, MediaType.ociIndex);
+      sendBytes(res, req, 200, known?.bytes ?? EMPTY_INDEX, MediaType.ociIndex);
       return;
     }
     const index = JSON.parse((known?.bytes ?? EMPTY_INDEX).toString('utf8')) as ImageIndex;
     const manifests = (index.manifests ?? []).filter((entry) => entry.artifactType === artifactType);
     res.setHeader('OCI-Filters-Applied', 'artifactType');
-    sendJSON(res, req, 200, Buffer.from(JSON.stringify({ ...index, manifests })), MediaType.ociIndex);
+    sendBytes(res, req, 200, Buffer.from(JSON.stringify({ ...index, manifests })), MediaType.ociIndex);
   }
 
   return (req: Request, res: Response, next: NextFunction) => {
@@ -259,15 +194,6 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
     }
     handle(req, res).catch((err: unknown) => next(err));
   };
-}
-
-/** Aborts when the response's connection closes before the response has been sent. */
-function clientGone(res: Response): AbortSignal {
-  const controller = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) controller.abort(new RegistryError('UNAVAILABLE', 'the client closed the connection'));
-  });
-  return controller.signal;
 }
 
 /** Names the service of a request refused before routing (pushes), for the request log and metrics. */
@@ -289,15 +215,6 @@ function parsePageSize(raw: unknown): number | undefined {
     throw new RegistryError('PAGINATION_NUMBER_INVALID', `n=${String(raw)} is not a non-negative integer`);
   }
   return value;
-}
-
-/** Small JSON bodies: exact bytes, exact type, length on HEAD too. */
-function sendJSON(res: Response, req: Request, status: number, bytes: Buffer, contentType: string): void {
-  res.status(status);
-  res.setHeader('Content-Type', contentType);
-  res.setHeader('Content-Length', bytes.length);
-  if (req.method === 'HEAD') res.end();
-  else res.end(bytes);
 }
 
 export type { Descriptor };

@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { ContentStore } from '../content/store.js';
 import type { Generator } from '../generators/generator.js';
-import { RegistryError, reasonPhrase } from '../registry/errors.js';
+import { RegistryError } from '../registry/errors.js';
+import { sendError } from './error-response.js';
 import { registryRouter } from '../registry/router.js';
 import { serviceFromHost } from '../registry/services.js';
 import { indexLandingPage, serviceLandingPage } from './landing.js';
@@ -77,22 +78,7 @@ export function createApp({ config, store, generators, log, metrics = createMetr
   });
 
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const known = err instanceof RegistryError ? err : undefined;
-    const error = known ?? new RegistryError('UNKNOWN', 'internal error while making this image; the log has the details');
-    if (!known) (res.locals.log as Logger ?? log).error({ err }, `unexpected error on ${req.method} ${req.originalUrl}`);
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    const body = Buffer.from(JSON.stringify(error.toJSON()));
-    res.status(error.status);
-    // containerd resolves tags with HEAD and prints only the status line: say why there too.
-    res.statusMessage = reasonPhrase(error.message);
-    for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, value);
-    res.setHeader('Content-Type', 'application/json');
-    res.setHeader('Content-Length', body.length);
-    if (req.method === 'HEAD') res.end();
-    else res.end(body);
+    sendError(err, req, res, (res.locals.log as Logger | undefined) ?? log, req.originalUrl);
   });
   return app;
 }

@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import type { Request, Response, NextFunction, RequestHandler } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RequestLogFields } from '../registry/router.js';
@@ -26,6 +27,8 @@ export interface Metrics {
   readonly registry: Registry;
   /** Counts requests and bytes by service and status once a response is done. Mount after the request logger. */
   readonly middleware: RequestHandler;
+  /** What the middleware does, for a response answered before Express: `fields` is read once it is done. */
+  track(res: ServerResponse, fields: () => RequestLogFields | undefined): void;
   /** `GET /metrics` in the Prometheus text format. */
   readonly handler: RequestHandler;
   /** Time a generator took to answer a tag (cache hits included). */
@@ -73,14 +76,14 @@ export function createMetrics(): Metrics {
     },
   });
 
-  const middleware = (_req: Request, res: Response, next: NextFunction): void => {
+  const track = (res: ServerResponse, fields: () => RequestLogFields | undefined): void => {
     const bytesSent = responseBytes(res);
     let done = false;
     const record = () => {
       if (done) return;
       done = true;
       // The router fills the request-log fields; read them only now, when they are set.
-      const service = (res.locals.fields as RequestLogFields | undefined)?.service ?? NO_SERVICE;
+      const service = fields()?.service ?? NO_SERVICE;
       const status = res.writableFinished ? res.statusCode : 499; // as the request log counts it
       requests.inc({ service, status: String(status) });
       const bytes = bytesSent();
@@ -88,6 +91,10 @@ export function createMetrics(): Metrics {
     };
     res.on('finish', record);
     res.on('close', record);
+  };
+
+  const middleware = (_req: Request, res: Response, next: NextFunction): void => {
+    track(res, () => res.locals.fields as RequestLogFields | undefined);
     next();
   };
 
@@ -102,6 +109,7 @@ export function createMetrics(): Metrics {
   return {
     registry,
     middleware,
+    track,
     handler,
     observeGeneration: (service, seconds) => generation.observe({ service }, seconds),
     countCacheLookup: (service, result) => cache.inc({ service, result }),

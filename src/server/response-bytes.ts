@@ -1,4 +1,4 @@
-import type { Response } from 'express';
+import type { ServerResponse } from 'node:http';
 
 const COUNTER = Symbol('response bytes');
 
@@ -7,8 +7,8 @@ const COUNTER = Symbol('response bytes');
  * `end` once; the request log and the metrics both read the same count, so every chunk
  * passes through one wrapper, not one per reader.
  */
-export function responseBytes(res: Response): () => number {
-  const holder = res as Response & { [COUNTER]?: () => number };
+export function responseBytes(res: ServerResponse): () => number {
+  const holder = res as ServerResponse & { [COUNTER]?: () => number };
   const existing = holder[COUNTER];
   if (existing) return existing;
   let bytes = 0;
@@ -23,7 +23,7 @@ export function responseBytes(res: Response): () => number {
   const end = res.end.bind(res);
   res.end = ((chunk?: unknown, ...rest: unknown[]) => {
     count(chunk);
-    return (end as (...args: unknown[]) => Response)(chunk, ...rest);
+    return (end as (...args: unknown[]) => ServerResponse)(chunk, ...rest);
   }) as typeof res.end;
   const getter = () => bytes;
   holder[COUNTER] = getter;

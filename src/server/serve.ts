@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import type { Express } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ContentStore } from '../content/store.js';
@@ -7,6 +8,8 @@ import { createBuildFacility } from '../builds/index.js';
 import { createBackend } from '../storage/index.js';
 import { createApp } from './app.js';
 import { createLimitedServer } from './connections.js';
+import { fastEntry } from './fast-entry.js';
+import { ManifestServer } from '../registry/manifests.js';
 import { probeStore } from '../storage/probe.js';
 import { StartupError } from './startup-error.js';
 import { createMetrics } from './metrics.js';
@@ -20,6 +23,8 @@ export interface RunningServer {
   port: number;
   store: ContentStore;
   tasks: TaskQueue;
+  /** The Express app behind the fast entry (tests serve it alone to compare the two paths). */
+  app: Express;
   /** Stops accepting connections, lets in-flight requests finish, then resolves. */
   close(): Promise<void>;
 }
@@ -54,7 +59,10 @@ export async function startServer(
   const generators = createGenerators({ store, config, log, tasks, builds });
   const taskEndpoint = await createTaskEndpoint(config, tasks, log, dependencies.tasks);
   const app = createApp({ config, store, generators, log, metrics, taskEndpoint, builds });
-  const server = createLimitedServer(app, config, log);
+  // Cached manifest GET/HEAD are answered in front of Express (fast-entry.ts).
+  const manifests = new ManifestServer({ store, onGeneration: metrics.observeGeneration });
+  const entry = fastEntry(app, { generators, domain: config.domain, project: config.project, log, metrics, manifests });
+  const server = createLimitedServer(entry, config, log);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -80,6 +88,7 @@ export async function startServer(
     port,
     store,
     tasks,
+    app,
     close: () =>
       Promise.all([
         gc.stop(),
