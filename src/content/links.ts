@@ -31,7 +31,10 @@ const MEMORY_TTL_MS = 10 * 60 * 1000;
  */
 export class RepositoryLinks {
   static readonly PREFIX = 'links/';
+  /** By service, repository and digest (not the object name: no hash per lookup). */
   private readonly known = new LRUCache<string, Link>({ max: MEMORY_ENTRIES, ttl: MEMORY_TTL_MS });
+  /** Manifests whose references were all linked lately: served again, they are not parsed again. */
+  private readonly linkedManifests = new LRUCache<string, true>({ max: MEMORY_ENTRIES, ttl: MEMORY_TTL_MS });
 
   constructor(private readonly backend: StorageBackend) {}
 
@@ -52,11 +55,11 @@ export class RepositoryLinks {
       links
         .filter((link) => isSha256Digest(link.digest))
         .map(async (link) => {
-          const name = RepositoryLinks.linkName(service, repository, link.digest);
-          if (this.known.has(name)) return;
+          const key = memoryKey(service, repository, link.digest);
+          if (this.known.has(key)) return;
           const body = Readable.from([Buffer.from(JSON.stringify({ size: link.size }))]);
-          await this.backend.createIfAbsent(name, body, { contentType: 'application/json' });
-          this.known.set(name, link);
+          await this.backend.createIfAbsent(RepositoryLinks.linkName(service, repository, link.digest), body, { contentType: 'application/json' });
+          this.known.set(key, link);
         }),
     );
   }
@@ -64,10 +67,10 @@ export class RepositoryLinks {
   /** The link of a digest in a repository, or undefined when nothing served there references it. */
   async find(service: string, repository: string, digest: string): Promise<Link | undefined> {
     if (!isSha256Digest(digest)) return undefined;
-    const name = RepositoryLinks.linkName(service, repository, digest);
-    const cached = this.known.get(name);
+    const key = memoryKey(service, repository, digest);
+    const cached = this.known.get(key);
     if (cached) return cached;
-    const bytes = await readObject(this.backend, name);
+    const bytes = await readObject(this.backend, RepositoryLinks.linkName(service, repository, digest));
     if (!bytes) return undefined;
     let size: unknown;
     try {
@@ -77,15 +80,20 @@ export class RepositoryLinks {
     }
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) return undefined;
     const link = { digest, size };
-    this.known.set(name, link);
+    this.known.set(key, link);
     return link;
   }
 
   /** Links the manifest and what it references directly (child manifests, config, layers). */
   async addManifest(service: string, repository: string, manifest: StoredManifest): Promise<void> {
+    const key = memoryKey(service, repository, manifest.digest);
+    if (this.linkedManifests.has(key)) return;
     await this.add(service, repository, [{ digest: manifest.digest, size: manifest.bytes.length }, ...referencedBy(manifest)]);
+    this.linkedManifests.set(key, true);
   }
 }
+
+const memoryKey = (service: string, repository: string, digest: string) => `${service}\0${repository}\0${digest}`;
 
 /** The descriptors a manifest or index names; malformed entries are left out. */
 export function referencedBy(manifest: StoredManifest): Link[] {
