@@ -64,6 +64,8 @@ export interface Config {
   dockerConfigPath?: string;
   /** mirror: serve a previously resolved tag from the cache when the upstream fails. */
   mirrorStaleIfError: boolean;
+  /** mirror: seconds a tag's upstream resolution is reused before asking the upstream again; 0 asks on every request. */
+  mirrorTagTTLSeconds: number;
   /** Upstream registries: longest wait for response headers, and longest pause in a body, in ms. */
   upstreamStallMs: number;
   /** Upstream registries: the slowest body accepted, in bytes/s averaged over upstreamRateWindowMs (0: any). */
@@ -184,6 +186,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       .map(insecureRegistry),
     dockerConfigPath: env.KONTAIN_DOCKER_CONFIG?.trim() || undefined,
     mirrorStaleIfError: boolean(env, 'KONTAIN_MIRROR_STALE_IF_ERROR', true),
+    mirrorTagTTLSeconds: integer(env, 'KONTAIN_MIRROR_TAG_TTL', 10, 0, 3600),
     upstreamStallMs: integer(env, 'KONTAIN_UPSTREAM_STALL_MS', 30_000, 100, 3600_000),
     upstreamMinRate: integer(env, 'KONTAIN_UPSTREAM_MIN_RATE', 10_240, 0, Number.MAX_SAFE_INTEGER),
     upstreamRateWindowMs: integer(env, 'KONTAIN_UPSTREAM_RATE_WINDOW_MS', 30_000, 100, 3600_000),

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { LRUCache } from 'lru-cache';
 import { ACTIONABLE_STATUS, RegistryError } from '../registry/errors.js';
 import type { RegistryClient } from '../remote/client.js';
 import { formatReference, type Reference } from '../remote/reference.js';
@@ -16,9 +17,14 @@ export interface MirrorOptions {
   staleIfError: boolean;
 }
 
+/** Tags whose resolution and pointer write are remembered per process. */
+const REMEMBERED_TAGS = 10_000;
+
 /**
- * `mirror`: an upstream image, kept. Tags are re-resolved upstream with a HEAD on every
- * request (cheap, and not counted by Docker Hub); manifests are stored by digest; blobs
+ * `mirror`: an upstream image, kept. A tag is resolved upstream with a HEAD (cheap, and
+ * not counted by Docker Hub), and that answer is reused for `KONTAIN_MIRROR_TAG_TTL`
+ * seconds (10) in this process, so a tag moved upstream is seen within that window while
+ * repeated pulls cost no round trip; manifests are stored by digest; blobs
  * are fetched the first time a client asks, copied to the store at the upstream's speed
  * and streamed to that client at its own (see StoreCopy), and served from the store after
  * that. A digest is served under a repository only when the upstream gave it there (the
@@ -32,10 +38,16 @@ export class MirrorGenerator implements Generator {
   private readonly domain: string;
   /** Blob fetches in progress, by upstream repository and digest: settles when the blob is stored. */
   private readonly fetching = new Map<string, Promise<void>>();
+  /** Upstream answers for tags, by upstream reference, reused while fresh (KONTAIN_MIRROR_TAG_TTL). */
+  private readonly resolved?: LRUCache<string, Descriptor>;
+  /** The pointer each tag was last written (or found) with, so one that did not change is not rewritten. */
+  private readonly pointers = new LRUCache<string, { digest: string; written: number }>({ max: REMEMBERED_TAGS });
 
   constructor(context: GeneratorContext, private readonly client: RegistryClient, private readonly options: MirrorOptions) {
     this.store = context.store;
     this.domain = context.config.domain;
+    const ttlSeconds = context.config.mirrorTagTTLSeconds;
+    if (ttlSeconds > 0) this.resolved = new LRUCache({ max: REMEMBERED_TAGS, ttl: ttlSeconds * 1000 });
   }
 
   private reference(repository: string, ref: { tag?: string; digest?: string }): Reference {
@@ -45,6 +57,9 @@ export class MirrorGenerator implements Generator {
   async manifest(request: TagRequest): Promise<Descriptor> {
     const ref = this.reference(request.repository, { tag: request.tag });
     const key = formatReference(ref);
+    const fresh = this.resolved?.get(key);
+    // The manifest is checked too: garbage collection may have taken it since.
+    if (fresh && (await this.store.getManifest(fresh.digest))) return fresh;
     try {
       const descriptor = await this.client.resolve(ref);
       if (!(await this.store.getManifest(descriptor.digest))) {
@@ -52,7 +67,8 @@ export class MirrorGenerator implements Generator {
         await this.store.putManifest(manifest.bytes, manifest.mediaType);
       }
       const result = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
-      await this.store.setPointer(this.service, key, result);
+      await this.keepPointer(key, result);
+      this.resolved?.set(key, result);
       return result;
     } catch (err) {
       if (this.options.staleIfError && isUpstreamOutage(err)) {
@@ -64,6 +80,26 @@ export class MirrorGenerator implements Generator {
       }
       throw upstreamFailure(err) ?? err;
     }
+  }
+
+  /**
+   * The tag's pointer (its stale-if-error answer, and what keeps its image from garbage
+   * collection) is rewritten only when the digest changed or half its lifetime
+   * (KONTAIN_TTL) has passed; a pointer another instance wrote counts.
+   */
+  private async keepPointer(key: string, descriptor: Descriptor): Promise<void> {
+    const refreshAfter = this.store.pointerTTLms / 2;
+    let known = this.pointers.get(key);
+    if (!known) {
+      const stored = await this.store.getPointer(this.service, key);
+      if (stored) known = { digest: stored.descriptor.digest, written: Date.parse(stored.created) };
+    }
+    if (known && known.digest === descriptor.digest && Date.now() - known.written < refreshAfter) {
+      this.pointers.set(key, known);
+      return;
+    }
+    await this.store.setPointer(this.service, key, descriptor);
+    this.pointers.set(key, { digest: descriptor.digest, written: Date.now() });
   }
 
   async fetchManifest(repository: string, digest: string): Promise<StoredManifest | undefined> {
