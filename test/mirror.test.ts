@@ -1,6 +1,6 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -34,7 +34,8 @@ before(async () => {
     { layers: [await tarLayer({ 'arch': 'arm64\n' })], platform: { os: 'linux', architecture: 'arm64' } },
   ]);
   await pushOciLayout(multi, `${upstream.host}/lib/multi:v1`);
-  server = await startKontain({ KONTAIN_INSECURE_REGISTRIES: upstream.host, KONTAIN_TTL: '3600' });
+  // Every tag request asks the upstream (no freshness window): stale-if-error below needs it.
+  server = await startKontain({ KONTAIN_INSECURE_REGISTRIES: upstream.host, KONTAIN_TTL: '3600', KONTAIN_MIRROR_TAG_TTL: '0' });
 });
 after(async () => {
   await server.stop();
@@ -202,6 +203,53 @@ describe('upstreams with auth', { timeout: 120_000 }, () => {
       assert.equal(registryError(res).code, 'DENIED');
       assert.match(registryError(res).message, new RegExp(`upstream ${host.replace('.', '\\.')} answered 401`));
     });
+  }
+});
+
+/** The inode of the one pointer file of a mirrored repository in a server's store. */
+async function pointerInode(store: string, repository: string): Promise<{ ino: number; text: string }> {
+  const dir = path.join(store, 'pointers', 'mirror');
+  const names = (await readdir(dir)).filter((name) => name.endsWith('.json') && !name.endsWith('.meta.json') && decodeURIComponent(name).includes(`/${repository}:`));
+  assert.equal(names.length, 1, `one pointer for ${repository}: ${names.join(" ")}`);
+  const file = path.join(dir, names[0]!);
+  return { ino: (await stat(file)).ino, text: await readFile(file, 'utf8') };
+}
+
+const tagDigest = async (base: string, repository: string) => {
+  const answer = await request(`${base}/v2/mirror/${mirrorPath(upstream.host)}/${repository}/manifests/v1`, {
+    method: 'HEAD',
+    headers: { Accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json' },
+  });
+  assert.equal(answer.status, 200);
+  return answer.headers['docker-content-digest'];
+};
+
+test('without a freshness window a moved tag is seen at once, and an unchanged tag keeps its pointer object', async () => {
+  await pushOciLayout(single, `${upstream.host}/lib/moving:v1`);
+  assert.equal(await tagDigest(server.url, 'lib/moving'), single.top.digest);
+  const first = await pointerInode(server.storeDir!, 'lib/moving');
+  assert.equal(await tagDigest(server.url, 'lib/moving'), single.top.digest);
+  assert.deepEqual(await pointerInode(server.storeDir!, 'lib/moving'), first, 'the pointer was not rewritten');
+  await pushOciLayout(multi, `${upstream.host}/lib/moving:v1`);
+  assert.equal(await tagDigest(server.url, 'lib/moving'), multi.top.digest);
+  const moved = await pointerInode(server.storeDir!, 'lib/moving');
+  assert.match(moved.text, new RegExp(multi.top.digest));
+});
+
+test('within KONTAIN_MIRROR_TAG_TTL a tag is answered without asking the upstream, moved or not', async () => {
+  const windowed = await startKontain({ KONTAIN_INSECURE_REGISTRIES: upstream.host, KONTAIN_MIRROR_TAG_TTL: '3600' });
+  try {
+    await pushOciLayout(single, `${upstream.host}/lib/window:v1`);
+    const asked = async () => (await upstream.requests()).filter((r) => r.uri.includes('/lib/window/manifests/v1')).length;
+    assert.equal(await tagDigest(windowed.url, 'lib/window'), single.top.digest);
+    const afterFirst = await asked();
+    assert.ok(afterFirst >= 1, 'the first request resolved the tag upstream');
+    await pushOciLayout(multi, `${upstream.host}/lib/window:v1`);
+    const afterPush = await asked();
+    for (let i = 0; i < 3; i++) assert.equal(await tagDigest(windowed.url, 'lib/window'), single.top.digest);
+    assert.equal(await asked(), afterPush, 'no tag request reached the upstream inside the window');
+  } finally {
+    await windowed.stop();
   }
 });
 
