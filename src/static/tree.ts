@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { SingleFlight } from '../util/single-flight.js';
-import { isCurrent, readRepository, type Stamp, type StaticRepository } from './repository.js';
+import { isCurrent, isCurrentNow, readRepository, type Stamp, type StaticRepository } from './repository.js';
 
 /** Manifest bytes held for repositories read recently; older ones are read again when asked for. */
 const CACHE_BYTES = 64 * 1024 * 1024;
@@ -18,7 +18,8 @@ export interface Found<T> {
  * are seen without a restart. A request that finds what it wants in the kept view checks
  * only the file that put it there (one stat: a tag's manifest.json, a layout's
  * index.json); anything else (a miss, a tag list) checks every directory and file the
- * view was read from, and reads the repository again when one changed.
+ * view was read from, and reads the repository again when one changed. The one stat of a
+ * hit is synchronous (see isCurrentNow): a root on a network file system is not supported.
  */
 export class StaticTree {
   private readonly cache = new LRUCache<string, StaticRepository>({
@@ -57,7 +58,7 @@ export class StaticTree {
   async lookup<T>(name: string, find: (repo: StaticRepository) => Found<T> | undefined): Promise<{ value?: T } | undefined> {
     const cached = this.cache.get(name);
     const hit = cached && find(cached);
-    if (hit && (await this.current(hit.sources.map((s) => s.path).join('\0'), hit.sources))) return { value: hit.value };
+    if (hit && isCurrentNow(hit.sources)) return { value: hit.value };
     const repo = await this.repository(name);
     return repo && { value: find(repo)?.value };
   }
