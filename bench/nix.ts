@@ -12,7 +12,7 @@
  * Run: npm run build && node dist/bench/nix.js
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { ContentStore } from '../src/content/store.js';
 import { FsBackend } from '../src/storage/fs.js';
@@ -79,6 +79,7 @@ runBench(async () => {
     }
     const layout = median(layouts);
     const reference = median(references);
+    console.log(`load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (${process.env.BENCH_NOTE ?? 'machine shared'})`);
     console.log(`layout of ${closure.length} paths: ${layout.toFixed(2)} s (median of ${ROUNDS}); nix-store --export | gzip -1: ${reference.toFixed(2)} s; ratio ${(layout / reference).toFixed(2)}x (target ≤ 1.5x)`);
 
     const server = await startServerProcess({ ...env, KONTAIN_STORE: path.join(work, 'server-store'), KONTAIN_NIX_PACKAGES: `import ${pkgs}` });

@@ -4,6 +4,11 @@ import { gzip } from 'node:zlib';
 import { promisify } from 'node:util';
 
 const gzipAsync = promisify(gzip);
+/**
+ * zlib's output buffer per round on the thread pool: each full buffer is a round trip to
+ * the main thread, and the 16 KiB default made about twenty per member.
+ */
+const MEMBER_OUTPUT_CHUNK = 256 * 1024;
 
 export interface ParallelGzipOptions {
   /** zlib level, 1-9. */
@@ -66,7 +71,7 @@ export class ParallelGzip extends Transform {
 
   private startMember(block: Buffer): void {
     this.members++;
-    const member = gzipAsync(block, { level: this.level });
+    const member = gzipAsync(block, { level: this.level, chunkSize: MEMBER_OUTPUT_CHUNK });
     // Rejections are handled when the member reaches the head of the queue.
     member.catch(() => undefined);
     this.inFlight.push(member);
