@@ -11,7 +11,7 @@ import { startKontain, type TestServer } from './support/kontain.js';
 import { exec, skopeoCopy, umociUnpack } from './support/tools.js';
 import { request, registryError } from './support/http.js';
 import { OciLayout } from './support/oci-layout.js';
-import { nixEnvironment, writeFlakeRepository, writePackageSet } from './support/nix-fixtures.js';
+import { nixEnvironment, writeFlakeRepository, writeNixCounters, writePackageSet, writePackageSetRepository } from './support/nix-fixtures.js';
 import type { ImageConfig, ImageManifest } from '../src/oci/types.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -20,10 +20,14 @@ const MAX_LAYERS = 64;
 let work: string;
 let server: TestServer;
 let packageSet: string;
+let gitServer: TestServer;
+let pkgsRepo: { repo: string; v1: string; main: string };
+let nixCalls: () => Promise<number>;
+let savedPath: string | undefined;
 
-async function pull(ref: string, name: string): Promise<{ rootfs: string; config: ImageConfig; manifest: ImageManifest }> {
+async function pull(ref: string, name: string, from: TestServer = server): Promise<{ rootfs: string; config: ImageConfig; manifest: ImageManifest }> {
   const dir = path.join(work, name);
-  await skopeoCopy(`docker://${server.address}/${ref}`, `oci:${dir}:t`);
+  await skopeoCopy(`docker://${from.address}/${ref}`, `oci:${dir}:t`);
   const layout = new OciLayout(dir);
   const manifest = await layout.manifest('t');
   const config = JSON.parse((await layout.blob(manifest.config.digest)).toString('utf8')) as ImageConfig;
@@ -32,8 +36,8 @@ async function pull(ref: string, name: string): Promise<{ rootfs: string; config
   return { rootfs: path.join(bundle, 'rootfs'), config, manifest };
 }
 
-async function manifestError(repository: string, tag = 'latest') {
-  const result = await request(`${server.url}/v2/${repository}/manifests/${tag}`, { headers: { Accept: OCI_MANIFEST } });
+async function manifestError(repository: string, tag = 'latest', from: TestServer = server) {
+  const result = await request(`${from.url}/v2/${repository}/manifests/${tag}`, { headers: { Accept: OCI_MANIFEST } });
   return { status: result.status, ...registryError(result) };
 }
 
@@ -52,10 +56,19 @@ describe('nix host', { timeout: 600_000 }, () => {
     const packages = await writePackageSet(work);
     packageSet = `import ${packages}`;
     const flake = await writeFlakeRepository(work);
+    pkgsRepo = await writePackageSetRepository(work);
+    // Every Nix command the servers start goes through a counting wrapper.
+    const counters = await writeNixCounters(work);
+    nixCalls = counters.calls;
+    savedPath = process.env.PATH;
+    process.env.PATH = `${counters.bin}:${process.env.PATH}`;
     server = await startKontain({ KONTAIN_NIX_PACKAGES: `import ${packages}`, KONTAIN_NIX_FLAKE: flake, KONTAIN_NIX_MAX_LAYERS: String(MAX_LAYERS), KONTAIN_BUILD_HOLD: '600' });
+    gitServer = await startKontain({ KONTAIN_NIX_PACKAGES: `git+file://${pkgsRepo.repo}`, KONTAIN_BUILD_HOLD: '600' });
   });
   after(async () => {
     await server?.stop();
+    await gitServer?.stop();
+    if (savedPath !== undefined) process.env.PATH = savedPath;
     await exec('chmod', ['-R', 'u+w', work]).catch(() => undefined);
     if (work) await rm(work, { recursive: true, force: true });
   });
@@ -162,5 +175,64 @@ describe('nix host', { timeout: 600_000 }, () => {
     const missing = await manifestError('nix/flake--nosuchoutput', 'main');
     assert.equal(missing.status, 404);
     assert.equal(missing.code, 'MANIFEST_UNKNOWN');
+  });
+
+  test('flake outputs that are images: a streamLayeredImage script, and flakehub\'s layer configuration', async () => {
+    const streamed = await pull('nix/flake--stream:v2', 'flake-stream');
+    assert.equal(streamed.manifest.layers.length, 1);
+    assert.equal(await readFile(path.join(streamed.rootfs, 'etc/greeting'), 'utf8'), 'hello-v2\n');
+    assert.deepEqual(streamed.config.config?.Cmd, ['/bin/greet']);
+    assert.ok(streamed.config.config?.Env?.includes('GREETING=hello-v2'));
+
+    const layered = await pull('nix/flake--layers:main', 'flake-layers');
+    // The configuration's one store layer, then its customisation layer.
+    assert.equal(layered.manifest.layers.length, 2);
+    const link = await readlink(path.join(layered.rootfs, 'bin/greeting'));
+    const greeting = path.dirname(path.dirname(link));
+    assert.equal(await readFile(path.join(layered.rootfs, greeting, 'word'), 'utf8'), 'hello-main\n');
+    assert.deepEqual(layered.config.config?.Cmd, ['/bin/greeting']);
+    assert.ok(layered.config.config?.Env?.includes('WORD=hello-main'));
+    assert.equal(layered.config.created, '1970-01-01T00:00:01.000Z');
+  });
+
+  test('a git package set pinned by the tag: a tag, a commit, latest; the revision in the annotations', async () => {
+    const v1 = await pull('nix/hello:v1', 'git-v1', gitServer);
+    const latest = await pull('nix/hello:latest', 'git-latest', gitServer);
+    const REVISION = 'org.opencontainers.image.revision';
+    assert.equal(v1.manifest.annotations?.[REVISION], pkgsRepo.v1);
+    assert.equal(latest.manifest.annotations?.[REVISION], pkgsRepo.main);
+    const helloDir = async (rootfs: string) => path.join(rootfs, path.dirname(path.dirname(await readlink(path.join(rootfs, 'bin/hello')))));
+    await assert.rejects(stat(path.join(await helloDir(v1.rootfs), 'version')));
+    assert.equal(await readFile(path.join(await helloDir(latest.rootfs), 'version'), 'utf8'), '2\n');
+
+    const byCommit = await request(`${gitServer.url}/v2/nix/hello/manifests/${pkgsRepo.v1}`, { method: 'HEAD', headers: { Accept: OCI_MANIFEST } });
+    const byTag = await request(`${gitServer.url}/v2/nix/hello/manifests/v1`, { method: 'HEAD', headers: { Accept: OCI_MANIFEST } });
+    assert.equal(byCommit.status, 200);
+    assert.equal(byCommit.headers['docker-content-digest'], byTag.headers['docker-content-digest']);
+
+    const unknown = await manifestError('nix/hello', 'nosuchbranch', gitServer);
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.code, 'MANIFEST_UNKNOWN');
+    assert.match(unknown.message, /no branch or tag nosuchbranch/);
+  });
+
+  test('a repeat pull of an image made before runs no Nix process', async () => {
+    const manifestOf = async (from: TestServer, repository: string, tag: string) => {
+      const result = await request(`${from.url}/v2/${repository}/manifests/${tag}`, { headers: { Accept: OCI_MANIFEST } });
+      assert.equal(result.status, 200, `${repository}:${tag}`);
+      return result.headers['docker-content-digest'];
+    };
+    const first = {
+      git: await manifestOf(gitServer, 'nix/world/hello', 'latest'),
+      flake: await manifestOf(server, 'nix/flake--greeting', 'v2'),
+      expression: await manifestOf(server, 'nix/hello/world', 'latest'),
+    };
+    const before = await nixCalls();
+    assert.ok(before > 0, 'the wrappers see Nix being run');
+    assert.equal(await manifestOf(gitServer, 'nix/world/hello', 'latest'), first.git);
+    assert.equal(await manifestOf(gitServer, 'nix/hello/world', 'latest'), first.git);
+    assert.equal(await manifestOf(server, 'nix/flake--greeting', 'v2'), first.flake);
+    assert.equal(await manifestOf(server, 'nix/world/hello', 'latest'), first.expression);
+    assert.equal(await nixCalls(), before);
   });
 });

@@ -24,7 +24,7 @@ const LAYER_ANNOTATION = 'me.kontain.nix.layer';
  * gzip level of store layers: the fastest. Layers are made while the first client waits,
  * and level 6 took about 40% more time for about 6% smaller blobs (bench/nix).
  */
-const STORE_LAYER_GZIP_LEVEL = 1;
+export const STORE_LAYER_GZIP_LEVEL = 1;
 /** Layers packed at once: each compresses on two threads, and file reads and syncs of one overlap another's compression. */
 const LAYERS_AT_ONCE = 3;
 
@@ -60,19 +60,29 @@ export async function writeNixImage(store: ContentStore, spec: NixImageSpec): Pr
     ],
   };
   const image = await writeImage(store, { family: 'oci', config, layers: [...storeLayers.map((l) => l.layer), linkLayer], annotations: spec.annotations });
-  // Layers written now are remembered once the image that keeps them alive exists.
-  const written = storeLayers.map((l, i) => ({ ...l, key: layerKey(groups[i]!) })).filter((l) => !l.cached);
-  await mapConcurrent(written, 8, (l) => store.setPointer(LAYER_CACHE, l.key, layerPointer(image, l.layer)));
+  await rememberLayers(store, image, groups, storeLayers);
   return image;
 }
 
+export interface StoreLayer {
+  layer: WrittenLayer;
+  /** Found in the cache rather than packed now. */
+  cached: boolean;
+}
+
+/** Layers packed now are remembered once `image`, which keeps them alive, exists. */
+export async function rememberLayers(store: ContentStore, image: Descriptor, groups: string[][], layers: StoreLayer[]): Promise<void> {
+  const written = layers.map((l, i) => ({ ...l, key: layerKey(groups[i]!) })).filter((l) => !l.cached);
+  await mapConcurrent(written, 8, (l) => store.setPointer(LAYER_CACHE, l.key, layerPointer(image, l.layer)));
+}
+
 /** Each group's layer, from the cache or packed now (the largest first, so the last to finish is small). */
-async function storeLayersOf(store: ContentStore, groups: string[][], closure: StorePathInfo[]): Promise<Array<{ layer: WrittenLayer; cached: boolean }>> {
+export async function storeLayersOf(store: ContentStore, groups: string[][], closure: StorePathInfo[]): Promise<StoreLayer[]> {
   const sizes = new Map(closure.map((p) => [p.path, p.narSize]));
   const bytes = groups.map((paths) => paths.reduce((n, p) => n + (sizes.get(p) ?? 0), 0));
   const order = groups.map((_, i) => i).sort((a, b) => bytes[b]! - bytes[a]! || a - b);
   const layers = await mapConcurrent(order, LAYERS_AT_ONCE, (i) => storeLayer(store, groups[i]!));
-  const byGroup = new Array<{ layer: WrittenLayer; cached: boolean }>(groups.length);
+  const byGroup = new Array<StoreLayer>(groups.length);
   order.forEach((group, i) => (byGroup[group] = layers[i]!));
   return byGroup;
 }
@@ -89,7 +99,7 @@ const packing = new SingleFlight<WrittenLayer>();
  * pointer's annotations. Across instances a layer may be packed twice: content-addressed,
  * that costs time only (whole images are built once, under the build facility's lease).
  */
-async function storeLayer(store: ContentStore, paths: string[]): Promise<{ layer: WrittenLayer; cached: boolean }> {
+async function storeLayer(store: ContentStore, paths: string[]): Promise<StoreLayer> {
   const key = layerKey(paths);
   const pointer = await store.getPointer(LAYER_CACHE, key);
   const remembered = pointer && (await store.getManifest(pointer.descriptor.digest)) ? layerOfPointer(pointer.descriptor) : undefined;

@@ -4,7 +4,7 @@
  * store at <dir>/store (NIX_STORE_DIR), so store paths are `<dir>/store/<hash>-<name>`.
  * Derivations are `/bin/sh` scripts running busybox; there is no nixpkgs.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { exec } from './tools.js';
 
@@ -77,9 +77,11 @@ in {
 }
 
 /**
- * A flake in a git repository with branches main and v2: `greeting` prints the branch's
- * word, `image` is a docker-archive tarball (as dockerTools.buildImage writes) holding
- * etc/greeting.
+ * A flake in a git repository with branches main and v2, each output carrying the
+ * branch's word: `greeting` prints it; `image` is a docker-archive tarball (as
+ * dockerTools.buildImage writes) holding etc/greeting; `stream` is a script writing such a
+ * tarball to stdout (as streamLayeredImage makes); `layers` is flakehub's layer
+ * configuration (streamLayeredImageConf: store layers, a customisation layer, config).
  */
 export async function writeFlakeRepository(dir: string): Promise<string> {
   const repo = path.join(dir, 'flake');
@@ -90,19 +92,47 @@ export async function writeFlakeRepository(dir: string): Promise<string> {
   outputs = { self }: let
     system = "x86_64-linux";
     ${MK}
+    greeting = mk "greeting" [ ] "echo ${word} > $out/word";
+    # The parts of a docker save tarball: manifest.json, config.json, one layer.
+    archive = derivation {
+      name = "archive"; inherit system; builder = "/bin/sh";
+      args = [ "-c" ''
+        B=/bin/busybox
+        $B mkdir -p root/etc $out/abc
+        echo ${word} > root/etc/greeting
+        (cd root && $B tar -cf $out/abc/layer.tar etc)
+        echo '{"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/greet"],"Env":["GREETING=${word}"]},"rootfs":{"type":"layers","diff_ids":[]}}' > $out/config.json
+        echo '[{"Config":"config.json","RepoTags":["greet:latest"],"Layers":["abc/layer.tar"]}]' > $out/manifest.json
+      '' ];
+    };
+    custom = derivation {
+      name = "custom-customisation-layer"; inherit system; builder = "/bin/sh";
+      args = [ "-c" ''
+        B=/bin/busybox
+        $B mkdir -p root/bin $out
+        $B ln -s \${greeting}/bin/greeting root/bin/greeting
+        (cd root && $B tar -cf $out/layer.tar bin)
+        $B sha256sum $out/layer.tar | $B cut -d ' ' -f 1 > $out/checksum
+      '' ];
+    };
   in {
     packages.\${system} = {
-      greeting = mk "greeting" [ ] "echo ${word} > $out/word";
+      inherit greeting;
       image = derivation {
         name = "image.tar.gz"; inherit system; builder = "/bin/sh";
+        args = [ "-c" "cd \${archive} && /bin/busybox tar -cf - manifest.json config.json abc | /bin/busybox gzip > $out" ];
+      };
+      stream = derivation {
+        name = "stream-greet"; inherit system; builder = "/bin/sh";
         args = [ "-c" ''
-          B=/bin/busybox
-          $B mkdir -p root/etc img/abc
-          echo ${word} > root/etc/greeting
-          (cd root && $B tar -cf ../img/abc/layer.tar etc)
-          echo '{"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/greet"],"Env":["GREETING=${word}"]},"rootfs":{"type":"layers","diff_ids":[]}}' > img/config.json
-          echo '[{"Config":"config.json","RepoTags":["greet:latest"],"Layers":["abc/layer.tar"]}]' > img/manifest.json
-          (cd img && $B tar -cf - manifest.json config.json abc) | $B gzip > $out
+          printf '#!/bin/sh\\ncd \${archive} && exec /bin/busybox tar -cf - manifest.json config.json abc\\n' > $out
+          /bin/busybox chmod +x $out
+        '' ];
+      };
+      layers = derivation {
+        name = "greet-conf.json"; inherit system; builder = "/bin/sh";
+        args = [ "-c" ''
+          echo '{"architecture":"amd64","config":{"Cmd":["/bin/greeting"],"Env":["WORD=${word}"]},"os":"linux","store_dir":"/nix/store","from_image":null,"store_layers":[["\${greeting}"]],"customisation_layer":"\${custom}","repo_tag":"greet:x","created":"1970-01-01T00:00:01+00:00"}' > $out
         '' ];
       };
     };
@@ -117,4 +147,42 @@ export async function writeFlakeRepository(dir: string): Promise<string> {
   await git('commit', '-q', '-am', 'v2');
   await git('checkout', '-q', 'main');
   return repo;
+}
+
+/**
+ * The test package set in a git repository (default.nix) at two commits: tag v1, where
+ * hello has no version file, then main, where hello's version file says 2.
+ */
+export async function writePackageSetRepository(dir: string): Promise<{ repo: string; v1: string; main: string }> {
+  const repo = path.join(dir, 'pkgs-repo');
+  await mkdir(repo, { recursive: true });
+  const git = (...args: string[]) => exec('git', ['-C', repo, '-c', 'user.name=test', '-c', 'user.email=test@example.com', ...args]);
+  await git('init', '-q', '-b', 'main');
+  const set = await readFile(await writePackageSet(dir), 'utf8');
+  await writeFile(path.join(repo, 'default.nix'), set);
+  await git('add', 'default.nix');
+  await git('commit', '-q', '-m', 'v1');
+  await git('tag', 'v1');
+  await writeFile(path.join(repo, 'default.nix'), set.replace('hello = mk "hello" [ libc ] "";', 'hello = mk "hello" [ libc ] "echo 2 > $out/version";'));
+  await git('commit', '-q', '-am', 'hello 2');
+  const rev = async (name: string) => (await git('rev-parse', name)).stdout.trim();
+  return { repo, v1: await rev('v1'), main: await rev('main') };
+}
+
+/**
+ * Wrappers for the Nix commands in `<dir>/bin` that append their name to `<dir>/nix-calls`
+ * and run the real one: put the directory first on PATH to count Nix processes.
+ */
+export async function writeNixCounters(dir: string): Promise<{ bin: string; calls: () => Promise<number> }> {
+  const bin = path.join(dir, 'bin');
+  const log = path.join(dir, 'nix-calls');
+  await mkdir(bin, { recursive: true });
+  for (const name of ['nix', 'nix-build', 'nix-instantiate', 'nix-store']) {
+    const real = (await exec('sh', ['-c', `command -v ${name}`])).stdout.trim();
+    await writeFile(path.join(bin, name), `#!/bin/sh\necho ${name} >> '${log}'\nexec '${real}' "$@"\n`, { mode: 0o755 });
+  }
+  return {
+    bin,
+    calls: async () => (await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean).length,
+  };
 }
