@@ -66,20 +66,23 @@ export async function importStreamScript(store: ContentStore, script: string, li
     const limit = new ByteLimit(limits.maxBytes, () => new ArchiveInvalid(`${script} wrote more than ${limits.maxBytes} bytes (KONTAIN_DERIVED_MAX_BYTES) and was stopped`));
     let copied: Promise<void> = Promise.resolve();
     const stderr: string[] = [];
+    // Stopped (its whole process group) when the client leaves or the copy fails.
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    limits.signal?.addEventListener('abort', onAbort, { once: true });
     const outcome = await runProcess(script, [], {
       cwd: dir,
       timeoutMs: limits.timeoutMs,
-      signal: limits.signal,
+      signal: stop.signal,
       stdout: (stream) => {
         copied = pipeline(stream, limit, createWriteStream(tarball));
-        // A broken copy (over the limit) stops the script; its error is thrown below.
-        copied.catch(() => stream.destroy());
+        copied.catch(() => stop.abort());
       },
       onLine: (line) => {
         stderr.push(line);
         if (stderr.length > 25) stderr.shift();
       },
-    });
+    }).finally(() => limits.signal?.removeEventListener('abort', onAbort));
     await copied;
     if (outcome.timedOut) throw new NixTimeout(`${script} took longer than ${Math.round(limits.timeoutMs / 1000)} s to write its image and was stopped`);
     if (outcome.aborted) throw limits.signal?.reason ?? new Error(`${script} was cancelled`);
