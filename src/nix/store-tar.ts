@@ -13,7 +13,8 @@
 import { lstat, open, readdir, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { Header, Pax, type HeaderData } from 'tar';
+import { Header, type HeaderData } from 'tar/header';
+import { Pax } from 'tar/pax';
 
 const STORE_MTIME = new Date(1000);
 /** Bytes per block handed on (the layer writer's gzip member size). */
