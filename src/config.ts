@@ -101,7 +101,7 @@ export interface Config {
   /** apko: architectures (apk names: x86_64, aarch64, …) built for `apko/<pkg>/...`; several make an index. */
   apkArchs: string[];
   /** Builds from source (kaniko host; the buildpack and nix hosts to come). */
-  /** nix: the Nix expression evaluating to the package set of `nix/<pkg>/...` (e.g. `import <nixpkgs> {}`); empty turns packages off. */
+  /** nix: the package set of `nix/<pkg>/...`: `git+<url>[?ref=<branch>]` (pinned by the tag) or a Nix expression (e.g. `import <nixpkgs> {}`); empty turns packages off. */
   nixPackages: string;
   /** nix: the flake (path or git URL) whose outputs `nix/flake--<attr>` serves; empty turns flakes off. */
   nixFlake: string;
