@@ -50,7 +50,7 @@ export class NixGenerator implements Generator {
     this.facility = context.builds ?? createBuildFacility(context);
     if (context.config.nixPackages) {
       this.packageSets = new PackageSets(parsePackageSource(context.config.nixPackages), {
-        timeoutMs: context.config.nixBuildTimeoutSeconds * 1000,
+        timeoutMs: context.config.builds.gitTimeoutSeconds * 1000,
         evaluateRevision: async (expression, signal) => (await this.nix.resolve(expression, [], signal)).revision,
       });
     }
@@ -128,7 +128,7 @@ export class NixGenerator implements Generator {
       throw new RegistryError('MANIFEST_UNKNOWN', `the flake ${flake} is not a git repository, so the only tag is latest (got ${tag})`);
     }
     if (tag === 'latest' && flake.startsWith('/')) return undefined;
-    const { commit, via } = await resolveGitTag(git.url, tag === 'latest' ? (git.ref ?? 'HEAD') : tag, this.config.nixBuildTimeoutSeconds * 1000);
+    const { commit, via } = await resolveGitTag(git.url, tag === 'latest' ? (git.ref ?? 'HEAD') : tag, this.config.builds.gitTimeoutSeconds * 1000);
     return { flakeRef: `git+${git.url}?rev=${commit}&allRefs=1${git.dir ? `&dir=${encodeURIComponent(git.dir)}` : ''}`, commit, via };
   }
 

@@ -63,6 +63,7 @@ export class PackageSets {
   constructor(
     readonly source: PackageSource,
     private readonly options: {
+      /** Time limit of one ref listing (KONTAIN_GIT_TIMEOUT). */
       timeoutMs: number;
       /** The expression's revision by evaluation (the Nix resolver asked for no packages). */
       evaluateRevision: (expression: string, signal?: AbortSignal) => Promise<string>;
