@@ -144,3 +144,22 @@ test('an unknown image, blob or endpoint is a JSON error with Content-Length, an
   assert.equal(quit!.status, 200, 'over stdin/stdout as well');
   assert.equal(run.exit, 0);
 });
+
+test('over stdin/stdout, answers still being made when stdin ends are finished, then the proxy exits 0', async () => {
+  const image = single.images[0]!;
+  const command = kontainCommand('proxy', '--authfile', files.authfile, '--tls-verify=false', ref('single'));
+  // Every request is written and stdin closed before the first answer: the image is not
+  // even opened yet when the proxy reads the end of its input.
+  const steps = ['GET /manifest', ...image.layers.map((l) => `GET /blobs/${l.digest}`), 'GET /config'];
+  const run = await runClient<Run & { trailing: number }>('http-eof', command, steps, { KONTAIN_STORE: store, KONTAIN_LOG_LEVEL: 'warn' });
+  assert.equal(run.results.length, steps.length, `every request is answered (stderr: ${run.stderr})`);
+  assert.equal(run.results[0]!.status, 200);
+  assert.equal(run.results[0]!.headers!['manifest-digest'], image.manifest.digest);
+  for (const [i, layer] of image.layers.entries()) {
+    assert.equal(run.results[i + 1]!.status, 200);
+    assert.equal(run.results[i + 1]!.sha256, layer.digest);
+  }
+  assert.equal(run.results.at(-1)!.sha256, image.config.digest);
+  assert.equal(run.trailing, 0, 'nothing follows the last answer');
+  assert.equal(run.exit, 0);
+});

@@ -90,12 +90,23 @@ export class HttpProxy {
     return this.image;
   }
 
-  /** Serves the one connection; resolves with the exit code when it ends or on /quit. */
+  /**
+   * Serves the one connection; resolves with the exit code on /quit, when the connection
+   * closes, or when its input has ended and every request read before the end is answered
+   * (a parent that writes its requests and closes stdin still gets every answer).
+   */
   serve(connection: Duplex): Promise<number> {
     return new Promise((done) => {
       // Decided a turn later, so a failure that closes the connection is known by then.
       const resolve = (code: number) => setImmediate(() => done(this.failed ? 1 : code));
+      let inputEnded = false;
+      let answering = 0;
       const server = createServer({ keepAlive: true }, (req, res) => {
+        answering++;
+        res.once('close', () => {
+          answering--;
+          if (inputEnded && answering === 0) resolve(0);
+        });
         this.handle(req, res).then(
           (quit) => {
             if (quit) res.once('finish', () => resolve(0));
@@ -112,8 +123,15 @@ export class HttpProxy {
       server.keepAliveTimeout = 0;
       server.requestTimeout = 0;
       server.headersTimeout = 0;
+      // The end of the input is not the end of the answers: without this, Node's server
+      // aborts the requests in flight and ends the output when its input ends. The flag is
+      // the server's own (every Node since 0.x; untyped), and the stdin test guards it.
+      (server as typeof server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
       connection.once('close', () => resolve(0));
-      connection.once('end', () => resolve(0));
+      connection.once('end', () => {
+        inputEnded = true;
+        if (answering === 0) resolve(0);
+      });
       connection.on('error', (err) => {
         this.options.log.debug({ err }, 'connection error');
         resolve(0);

@@ -240,6 +240,34 @@ def http_scenario(argv, steps):
     return {'results': results, 'exit': code, 'stderr': proc.stderr.read().decode(errors='replace')[-4000:]}
 
 
+def http_eof(argv, steps):
+    """Writes every request at once to the child's stdin (a pipe), closes it, and reads
+    stdout to its end: each answer must be complete though stdin ended before it began."""
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for step in steps:
+        method, path = step.split(' ', 1)
+        proc.stdin.write(f'{method} {path} HTTP/1.1\r\nHost: proxy\r\n\r\n'.encode())
+    proc.stdin.close()
+    out = proc.stdout.read()
+    try:
+        code = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = 'timeout'
+    results = []
+    rest = out
+    for step in steps:
+        head, sep, rest = rest.partition(b'\r\n\r\n')
+        if not sep:
+            break
+        lines = head.decode(errors='replace').split('\r\n')
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(':') for line in lines[1:])}
+        length = int(headers.get('content-length', '0'))
+        body, rest = rest[:length], rest[length:]
+        results.append({'step': step, 'status': int(lines[0].split(' ')[1]), 'headers': headers, 'length': len(body), 'sha256': 'sha256:' + hashlib.sha256(body).hexdigest()})
+    return {'results': results, 'exit': code, 'trailing': len(rest), 'stderr': proc.stderr.read().decode(errors='replace')[-4000:]}
+
+
 def main():
     mode = sys.argv[1]
     rest = sys.argv[2:]
@@ -253,6 +281,8 @@ def main():
         result = json_layers(argv, args[0])
     elif mode == 'http-scenario':
         result = http_scenario(argv, args)
+    elif mode == 'http-eof':
+        result = http_eof(argv, args)
     else:
         raise SystemExit(f'unknown mode {mode}')
     json.dump(result, sys.stdout)
