@@ -121,7 +121,8 @@ async function exportCommand(args: string[]): Promise<number> {
   }
   const [{ stat }, { exportNginx }] = await Promise.all([import('node:fs/promises'), import('../src/static/nginx.js')]);
   if (!(await stat(root).catch(() => undefined))?.isDirectory()) return usage(`${root} is not a directory`);
-  process.stdout.write(await exportNginx({ root, ...options }));
+  // What the export leaves out (out of the root, too large, not matching its digest) is said on stderr.
+  process.stdout.write(await exportNginx({ root, ...options, skipped: (problem) => console.error(`kontain export: left out: ${problem}`) }));
   return 0;
 }
 

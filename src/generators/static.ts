@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
 import type { StoredManifest } from '../oci/types.js';
-import { RegistryError } from '../registry/errors.js';
+import { ACTIONABLE_STATUS, RegistryError } from '../registry/errors.js';
 import type { ByteRange } from '../storage/backend.js';
-import { openFileRange } from '../storage/file-range-stream.js';
 import { StaticTree, type Found } from '../static/tree.js';
-import { findBlobFile, type SourcedManifest, type StaticRepository } from '../static/repository.js';
+import { TreeProblem } from '../static/confined.js';
+import type { Broken, SourcedManifest, StaticRepository } from '../static/repository.js';
 import type { BlobSource, Generator, TagPage, TagRequest } from './generator.js';
 
 export interface StaticOptions {
@@ -46,25 +46,35 @@ export class StaticGenerator implements Generator {
   /** Finds something in the repository a request names; NAME_UNKNOWN when there is no such repository. */
   private async lookup<T>(name: string, find: (repo: StaticRepository) => Found<T> | undefined): Promise<T | undefined> {
     const relative = this.relative(name);
-    const found = relative ? await this.tree.lookup(relative, find) : undefined;
+    const found = relative ? await this.tree.lookup(relative, find).catch(treeError(name)) : undefined;
     if (!found) throw this.nameUnknown(name);
     return found.value;
   }
 
   async manifest(request: TagRequest): Promise<StoredManifest> {
-    const manifest = await this.lookup(request.repository, (repo) => {
+    const found = await this.lookup<SourcedManifest | Broken>(request.repository, (repo) => {
       const tag = repo.tags.get(request.tag);
-      const found = tag && repo.manifests.get(tag.digest);
-      return found && { value: found, sources: [tag.source] };
+      const manifest = tag && repo.manifests.get(tag.digest);
+      if (manifest) return { value: manifest, sources: [tag.source] };
+      const broken = repo.brokenTags.get(request.tag) ?? repo.problems[0];
+      return broken && { value: broken, sources: [broken.source] };
     });
-    if (!manifest) {
+    if (found && 'problem' in found) throw unservable(`${request.repository}:${request.tag}`, found.problem);
+    if (!found) {
       throw new RegistryError('MANIFEST_UNKNOWN', `no tag ${JSON.stringify(request.tag)} in ${request.repository}`, { detail: { tag: request.tag } });
     }
-    return manifest;
+    return found;
   }
 
   async fetchManifest(repository: string, digest: string): Promise<StoredManifest | undefined> {
-    return this.lookup(repository, (repo) => sourced(repo.manifests.get(digest)));
+    const found = await this.lookup<SourcedManifest | Broken>(repository, (repo) => {
+      const manifest = repo.manifests.get(digest);
+      if (manifest) return sourced(manifest);
+      const broken = repo.brokenManifests.get(digest);
+      return broken && { value: broken, sources: [broken.source] };
+    });
+    if (found && 'problem' in found) throw unservable(`${repository}@${digest}`, found.problem);
+    return found;
   }
 
   async fetchBlob(repository: string, digest: string, _log: Logger): Promise<BlobSource | undefined> {
@@ -72,18 +82,35 @@ export class StaticGenerator implements Generator {
       const found = repo.blobs.get(digest);
       return found && { value: found, sources: [found[0]!.source] };
     });
-    const file = locations && (await findBlobFile(locations));
+    const what = `${repository}@${digest}`;
+    const file = locations && (await this.tree.blobFiles.find(digest, locations).catch(treeError(what)));
     if (!file) return undefined;
-    return { size: file.size, open: (range?: ByteRange) => openFileRange(file.path, range) };
+    return { size: file.size, open: (range?: ByteRange) => this.tree.blobFiles.open(digest, file, range).catch(treeError(what)) };
   }
 
   async tags(repository: string, page: { n?: number; last?: string }): Promise<TagPage> {
     const relative = this.relative(repository);
-    const repo = relative ? await this.tree.repository(relative) : undefined;
+    const repo = relative ? await this.tree.repository(relative).catch(treeError(repository)) : undefined;
     if (!repo) throw this.nameUnknown(repository);
+    if (repo.tags.size === 0 && repo.problems[0]) throw unservable(repository, repo.problems[0].problem);
     return pageOf([...repo.tags.keys()].sort(), page);
   }
 }
+
+/**
+ * What the tree holds cannot be served as it is (a symlink out of the root, a manifest too
+ * large or not JSON, a blob that does not match its digest): the operator's to mend, said
+ * with the status the project answers broken upstream content with, so clients print it.
+ */
+function unservable(what: string, problem: string): RegistryError {
+  return new RegistryError('UNAVAILABLE', `static ${what} cannot be served: ${problem}`, { status: ACTIONABLE_STATUS.upstreamFailed });
+}
+
+/** Turns a TreeProblem into that answer; anything else is rethrown as it is. */
+const treeError = (what: string) => (err: unknown): never => {
+  if (err instanceof TreeProblem) throw unservable(what, err.message);
+  throw err;
+};
 
 const sourced = (manifest: SourcedManifest | undefined): Found<SourcedManifest> | undefined => manifest && { value: manifest, sources: [manifest.source] };
 

@@ -1,6 +1,7 @@
 import { MediaType, isIndexType } from '../oci/mediatypes.js';
 import { sha256Digest } from '../oci/digest.js';
 import type { StoredManifest } from '../oci/types.js';
+import { TreeProblem } from './confined.js';
 
 /** Manifests larger than this are not images anyone pulls; they are skipped, never read whole into memory. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -11,6 +12,8 @@ export interface ManifestFile extends StoredManifest {
   path: string;
   /** Digests of the blobs it references directly (config and layers). */
   blobs: string[];
+  /** The size each blob's descriptor states, where it states one (schema 1 does not). */
+  blobSizes: Map<string, number>;
   /** Digests of the manifests an index lists. */
   children: string[];
 }
@@ -18,8 +21,8 @@ export interface ManifestFile extends StoredManifest {
 interface ManifestShape {
   schemaVersion?: unknown;
   mediaType?: unknown;
-  config?: { mediaType?: unknown; digest?: unknown };
-  layers?: Array<{ digest?: unknown }>;
+  config?: { mediaType?: unknown; digest?: unknown; size?: unknown };
+  layers?: Array<{ digest?: unknown; size?: unknown }>;
   manifests?: Array<{ digest?: unknown }>;
   fsLayers?: Array<{ blobSum?: unknown }>;
   signatures?: unknown;
@@ -43,22 +46,38 @@ export function manifestMediaType(manifest: ManifestShape): string | undefined {
 const digests = (list: Array<{ digest?: unknown }> | undefined): string[] =>
   Array.isArray(list) ? list.map((d) => d?.digest).filter((d): d is string => typeof d === 'string') : [];
 
-/** Parses a manifest file's bytes; undefined when it is not a manifest kontain can serve. */
-export function parseManifestFile(path: string, bytes: Buffer): ManifestFile | undefined {
+/**
+ * Parses a manifest file's bytes; TreeProblem saying why when it is not a manifest kontain
+ * can serve (`file` names it in the message, relative to the root).
+ */
+export function checkManifestFile(path: string, bytes: Buffer, file = path): ManifestFile {
   let manifest: ManifestShape;
   try {
     manifest = JSON.parse(bytes.toString('utf8')) as ManifestShape;
-  } catch {
-    return undefined;
+  } catch (err) {
+    throw new TreeProblem(`${file} is not valid JSON (${(err as Error).message})`);
   }
-  if (!manifest || typeof manifest !== 'object') return undefined;
+  if (!manifest || typeof manifest !== 'object' || Array.isArray(manifest)) throw new TreeProblem(`${file} is not a JSON object`);
   const mediaType = manifestMediaType(manifest);
-  if (!mediaType) return undefined;
+  if (!mediaType) throw new TreeProblem(`${file} is not an image manifest or index (no schemaVersion 2 with config or manifests, nor schema 1)`);
   const digest = sha256Digest(bytes);
-  if (isIndexType(mediaType)) return { path, bytes, digest, mediaType, blobs: [], children: digests(manifest.manifests) };
-  const blobs = [...digests(manifest.config ? [manifest.config] : []), ...digests(manifest.layers)];
+  if (isIndexType(mediaType)) return { path, bytes, digest, mediaType, blobs: [], blobSizes: new Map(), children: digests(manifest.manifests) };
+  const described = [...(manifest.config ? [manifest.config] : []), ...(Array.isArray(manifest.layers) ? manifest.layers : [])];
+  const blobs = digests(described);
+  const blobSizes = new Map<string, number>();
+  for (const d of described) if (typeof d?.digest === 'string' && Number.isSafeInteger(d.size) && (d.size as number) >= 0) blobSizes.set(d.digest, d.size as number);
   if (Array.isArray(manifest.fsLayers)) {
     for (const layer of manifest.fsLayers) if (typeof layer?.blobSum === 'string') blobs.push(layer.blobSum);
   }
-  return { path, bytes, digest, mediaType, blobs, children: [] };
+  return { path, bytes, digest, mediaType, blobs, blobSizes, children: [] };
+}
+
+/** Parses a manifest file's bytes; undefined when it is not a manifest kontain can serve. */
+export function parseManifestFile(path: string, bytes: Buffer): ManifestFile | undefined {
+  try {
+    return checkManifestFile(path, bytes);
+  } catch (err) {
+    if (err instanceof TreeProblem) return undefined;
+    throw err;
+  }
 }

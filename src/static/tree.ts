@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { SingleFlight } from '../util/single-flight.js';
+import { BlobFiles } from './blob-file.js';
+import { ConfinedRoot } from './confined.js';
 import { isCurrent, isCurrentNow, readRepository, type Stamp, type StaticRepository } from './repository.js';
 
 /** Manifest bytes held for repositories read recently; older ones are read again when asked for. */
@@ -33,18 +35,31 @@ export class StaticTree {
    */
   private readonly checks = new SingleFlight<boolean>();
 
-  constructor(readonly root: string) {}
+  /** The root every file is read inside of. */
+  readonly confined: ConfinedRoot;
+  /** The tree's blob files, checked against their digests. */
+  readonly blobFiles: BlobFiles;
+
+  constructor(readonly root: string) {
+    this.confined = new ConfinedRoot(root);
+    this.blobFiles = new BlobFiles(this.confined);
+  }
 
   private current(key: string, stamps: readonly Stamp[]): Promise<boolean> {
     return this.checks.run(key, () => isCurrent(stamps));
   }
 
-  /** The repository `name` (relative to the root, already a valid distribution name), checked in full. */
+  /**
+   * The repository `name` (relative to the root), checked in full. Undefined for a name
+   * with an empty, `.` or `..` component (the router lets none through; this keeps the
+   * tree safe without it). TreeProblem when it cannot be read (see readRepository).
+   */
   async repository(name: string): Promise<StaticRepository | undefined> {
+    if (name.split('/').some((part) => part === '' || part === '.' || part === '..')) return undefined;
     const cached = this.cache.get(name);
     if (cached && (await this.current(`repository\0${name}`, cached.stamps))) return cached;
     return this.reads.run(name, async () => {
-      const repo = await readRepository(name, path.join(this.root, ...name.split('/')));
+      const repo = await readRepository(this.confined, name, path.join(this.root, ...name.split('/')));
       if (repo) this.cache.set(name, repo);
       else this.cache.delete(name);
       return repo;

@@ -27,6 +27,12 @@ export class FileRangeStream extends Readable {
     start: number,
     /** Exclusive. */
     private readonly end: number,
+    /**
+     * Sees each chunk before it is passed on (`last` for the range's final one); what it
+     * throws fails the stream instead, so a check of the whole content can keep a bad
+     * file's final bytes from ever being sent.
+     */
+    private readonly check?: (chunk: Buffer, last: boolean) => void,
   ) {
     super({ highWaterMark: CHUNK });
     this.position = start;
@@ -44,7 +50,13 @@ export class FileRangeStream extends Readable {
       if (err) return this.destroy(err);
       if (n === 0) return this.destroy(new Error(`file ended ${this.end - this.position} bytes early`));
       this.position += n;
-      this.push(n === length ? buffer : buffer.subarray(0, n));
+      const chunk = n === length ? buffer : buffer.subarray(0, n);
+      try {
+        this.check?.(chunk, this.position >= this.end);
+      } catch (checkErr) {
+        return this.destroy(checkErr as Error);
+      }
+      this.push(chunk);
     });
   }
 
@@ -70,6 +82,7 @@ export class FileRangeStream extends Readable {
         if (n === 0) throw new Error(`file ended ${this.end - this.position} bytes early`);
         this.position += n;
         const chunk = pool[i]!.subarray(0, n);
+        this.check?.(chunk, this.position >= this.end);
         released[i] = new Promise<void>((resolve, reject) => {
           out.write(chunk, (err) => (err ? reject(err) : resolve()));
         });
