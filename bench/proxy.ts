@@ -6,6 +6,7 @@
  * both reading the same upstream (Debian's docker-registry on loopback). One run each,
  * the process's start and Shutdown included. Target: kontain ≤ 1.0x skopeo.
  * Run: npm run build && node dist/bench/proxy.js   (needs skopeo, docker-registry, python3)
+ * BENCH_CPU_PROF=DIR writes a CPU profile of the kontain proxy process into DIR.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -41,6 +42,7 @@ async function main() {
 
     const skopeo = ['skopeo', '--policy', files.policy, 'experimental-image-proxy', '--authfile', files.authfile, '--tls-verify=false'];
     const kontain = kontainCommand('experimental-image-proxy', '--authfile', files.authfile, '--tls-verify=false');
+    if (process.env.BENCH_CPU_PROF) kontain.splice(1, 0, '--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`);
     const reference = await runClient<LayersRead>('json-layers', skopeo, [ref], {}, 600_000).then((result) => ({ result }));
     const ours = await runClient<LayersRead>('json-layers', kontain, [ref], { KONTAIN_STORE: store, KONTAIN_LOG_LEVEL: 'warn' }, 600_000).then((result) => ({ result }));
     if (ours.result.bytes !== reference.result.bytes) throw new Error(`kontain read ${ours.result.bytes} bytes, skopeo ${reference.result.bytes}`);

@@ -2,17 +2,12 @@
  * The command lines of `kontain proxy` and `kontain experimental-image-proxy`. Options
  * follow skopeo's names so a program that runs skopeo can run kontain instead.
  */
-import { Socket } from 'node:net';
-import { Duplex } from 'node:stream';
 import pino from 'pino';
 import { ConfigError, loadConfig } from '../config.js';
 import type { Platform } from '../oci/types.js';
 import { parsePlatform } from '../registry/platform.js';
 import { createLogger } from '../server/logging.js';
 import { AuthFileChain, NO_CREDENTIALS, authFilePaths } from './credentials.js';
-import { HttpProxy } from './http-proxy.js';
-import { JsonProxy } from './json-proxy.js';
-import { SeqpacketSocket } from './native.js';
 import { ImageOpener } from './open-image.js';
 import { hostPlatform } from './proxy-image.js';
 import { KontainHosts } from './sources/kontain.js';
@@ -108,7 +103,9 @@ export function runHttpProxy(argv: string[]): Promise<number> {
     const flags = parseFlags(argv);
     if (flags.positional.length !== 1) throw new UsageError('name exactly one image reference');
     const { log, opener } = setUp(flags);
-    const connection: Duplex = flags.sockfd !== undefined ? new Socket({ fd: flags.sockfd, readable: true, writable: true }) : Duplex.from({ readable: process.stdin, writable: process.stdout });
+    // Each command loads only its own protocol: a proxy starts once per client, and its start is part of every pull.
+    const [{ Socket }, { Duplex }, { HttpProxy }] = await Promise.all([import('node:net'), import('node:stream'), import('./http-proxy.js')]);
+    const connection = flags.sockfd !== undefined ? new Socket({ fd: flags.sockfd, readable: true, writable: true }) : Duplex.from({ readable: process.stdin, writable: process.stdout });
     try {
       return await new HttpProxy({ reference: flags.positional[0]!, opener, platform: flags.platform, log }).serve(connection);
     } finally {
@@ -122,6 +119,7 @@ export function runJsonProxy(argv: string[]): Promise<number> {
     const flags = parseFlags(argv);
     if (flags.positional.length !== 0) throw new UsageError('takes no image reference: the client opens images with OpenImage');
     const { log, opener } = setUp(flags);
+    const [{ JsonProxy }, { SeqpacketSocket }] = await Promise.all([import('./json-proxy.js'), import('./native.js')]);
     try {
       await new JsonProxy({ opener, platform: flags.platform, log }).serve(new SeqpacketSocket(flags.sockfd ?? 0));
       return 0;
