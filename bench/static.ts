@@ -11,13 +11,14 @@
 import { spawn } from 'node:child_process';
 import { execFile } from 'node:child_process';
 import { randomBytes, createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { MediaType } from '../src/oci/mediatypes.js';
 import { exportNginx } from '../src/static/nginx.js';
 import { startNginx } from '../test/support/nginx.js';
+import { oneLayerImage, writeDirCopy } from '../test/support/static-tree.js';
 import { freePort } from '../test/support/upstream-registry.js';
 import { runBench } from './support.js';
 import { fileURLToPath } from 'node:url';
@@ -31,22 +32,9 @@ const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floo
 
 /** A skopeo `dir:` copy written directly: one 100 MB layer, its config and manifest. */
 async function writeTree(root: string): Promise<{ manifest: string; blob: string }> {
-  const dir = path.join(root, 'bench', 'big', 'latest');
-  await mkdir(dir, { recursive: true });
-  const layer = randomBytes(BLOB_BYTES);
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MediaType.ociManifest,
-      config: { mediaType: MediaType.ociConfig, digest: sha256(config), size: config.length },
-      layers: [{ mediaType: MediaType.ociLayerGzip, digest: sha256(layer), size: layer.length }],
-    }),
-  );
-  await writeFile(path.join(dir, sha256(layer).slice(7)), layer);
-  await writeFile(path.join(dir, sha256(config).slice(7)), config);
-  await writeFile(path.join(dir, 'manifest.json'), manifest);
-  await writeFile(path.join(dir, 'version'), 'Directory Transport Version: 1.1\n');
+  const image = oneLayerImage(randomBytes(BLOB_BYTES));
+  await writeDirCopy(path.join(root, 'bench', 'big', 'latest'), image);
+  const layer = image.layer;
   return { manifest: '/v2/static/bench/big/manifests/latest', blob: `/v2/static/bench/big/blobs/${sha256(layer)}` };
 }
 

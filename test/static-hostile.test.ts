@@ -18,40 +18,12 @@ import { startKontain, type TestServer } from './support/kontain.js';
 import { startNginx, type RunningNginx } from './support/nginx.js';
 import { exec } from './support/tools.js';
 import { request, registryError, type HttpResult } from './support/http.js';
+import { oneLayerImage as image, writeDirCopy as dirCopy } from './support/static-tree.js';
 import { MediaType } from '../src/oci/mediatypes.js';
 
 const sha256 = (data: Buffer) => 'sha256:' + createHash('sha256').update(data).digest('hex');
 const hex = (digest: string) => digest.slice(7);
 const entry = path.resolve(import.meta.dirname, '../cmd/kontain.js');
-
-interface Image {
-  manifest: Buffer;
-  digest: string;
-  config: Buffer;
-  layer: Buffer;
-}
-
-/** A one-layer OCI image (the layer's bytes need not be a tar: only serving is checked). */
-function image(layer: Buffer): Image {
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MediaType.ociManifest,
-      config: { mediaType: MediaType.ociConfig, digest: sha256(config), size: config.length },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layer.length }],
-    }),
-  );
-  return { manifest, digest: sha256(manifest), config, layer };
-}
-
-/** Writes `img` as a skopeo `dir:` copy at `dir`; `layerBytes` replaces the layer file's bytes. */
-async function dirCopy(dir: string, img: Image, layerBytes = img.layer): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await writeFile(path.join(dir, 'manifest.json'), img.manifest);
-  await writeFile(path.join(dir, hex(sha256(img.config))), img.config);
-  await writeFile(path.join(dir, hex(sha256(img.layer))), layerBytes);
-}
 
 let work: string;
 let root: string;

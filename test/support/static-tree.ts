@@ -3,8 +3,10 @@
  * into `dir:` copies (Docker v2s2, OCI, a two-platform `--all` copy, a two-level name)
  * and an OCI layout with two tags, then deduplicated with util-linux `hardlink`.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { MediaType } from '../../src/oci/mediatypes.js';
 import { exec, skopeoCopy } from './tools.js';
 import { layoutDir, tarLayer, writeOciLayout } from './upstream-images.js';
 
@@ -63,4 +65,36 @@ export async function makeStaticTree(root: string): Promise<StaticTreeLayout> {
       'layout:two': 'hello from two',
     },
   };
+}
+
+const sha256 = (data: Buffer) => 'sha256:' + createHash('sha256').update(data).digest('hex');
+
+/** A one-layer OCI image, bytes and digests, written by hand (the layer may be any bytes when only serving is measured or checked). */
+export interface OneLayerImage {
+  manifest: Buffer;
+  digest: string;
+  config: Buffer;
+  layer: Buffer;
+}
+
+export function oneLayerImage(layer: Buffer): OneLayerImage {
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MediaType.ociManifest,
+      config: { mediaType: MediaType.ociConfig, digest: sha256(config), size: config.length },
+      layers: [{ mediaType: MediaType.ociLayerGzip, digest: sha256(layer), size: layer.length }],
+    }),
+  );
+  return { manifest, digest: sha256(manifest), config, layer };
+}
+
+/** Writes `image` as a skopeo `dir:` copy at `dir`; `layerBytes` replaces the layer file's bytes. */
+export async function writeDirCopy(dir: string, image: OneLayerImage, layerBytes = image.layer): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, sha256(image.layer).slice(7)), layerBytes);
+  await writeFile(path.join(dir, sha256(image.config).slice(7)), image.config);
+  await writeFile(path.join(dir, 'manifest.json'), image.manifest);
+  await writeFile(path.join(dir, 'version'), 'Directory Transport Version: 1.1\n');
 }
