@@ -5,9 +5,14 @@ import { openSync, writeFileSync, fstatSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
+import { once } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
 import { withTempDir } from '../../test/support/temp-dir.js';
 import { FileRangeStream } from './file-range-stream.js';
+
+/** Waits for the stream's 'close', which follows its descriptor's close; a wide bound keeps a stream that never closes a failure, not a hang. */
+const closed = (stream: FileRangeStream) =>
+  stream.closed ? Promise.resolve() : Promise.race([once(stream, 'close'), delay(30_000, undefined, { ref: false }).then(() => assert.fail('the stream never closed'))]);
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -47,7 +52,8 @@ test('read as a stream it gives the same bytes, and closes its descriptor', () =
     const fd = openSync(file, 'r');
     const stream = new FileRangeStream(fd, 10, data.length);
     assert.equal(sha(await buffer(stream)), sha(data.subarray(10)));
-    await delay(10);
+    // Not a fixed wait: 10 ms was too short for the close on a loaded machine.
+    await closed(stream);
     assert.throws(() => fstatSync(fd), /EBADF/);
   }));
 
@@ -63,7 +69,8 @@ test('a consumer that goes away stops sendTo with an error and the descriptor is
         else callback();
       },
     });
-    await assert.rejects(new FileRangeStream(fd, 0, 8 * (1 << 20)).sendTo(sink));
-    await delay(10);
+    const stream = new FileRangeStream(fd, 0, 8 * (1 << 20));
+    await assert.rejects(stream.sendTo(sink));
+    await closed(stream);
     assert.throws(() => fstatSync(fd), /EBADF/);
   }));
