@@ -7,7 +7,10 @@
  *      (`builds/cloud/<id>/source.tar.gz`) and named as the build's storage source.
  *   2. One step in a maintained buildah image runs the same `buildah bud` as the local
  *      executor (vfs, chroot, gzip layers) and writes an OCI archive; Cloud Build uploads
- *      it as an artifact next to the source, and its log to the same folder.
+ *      it as an artifact next to the source, and its log to the same folder. A buildpack
+ *      build is the same step running the local executor's script (buildpack-script.ts):
+ *      buildah makes a working container from the builder image and runs its lifecycle;
+ *      the context uploaded holds the app and the run image's layout.
  *   3. Each later look at the build is a task of its own (`poll`, re-queued by the
  *      slow-build facility), so no instance waits on it; when it has ended, the log and
  *      the archive are read into the store and the folder deleted.
@@ -25,6 +28,7 @@ import { runProcess } from '../util/run-process.js';
 import { BuildFailed, BuildOutputRefused, BuildTimedOut, ExecutorUnavailable, type BuildExecutor, type BuildRequest, type RemoteBuild } from './executor.js';
 import { registriesConf } from './buildah.js';
 import { importOciLayout } from './oci-layout.js';
+import { BUILDPACK_SCRIPT, creatorFailure, OUTPUT_LAYOUT, recipeEnv } from './buildpack-script.js';
 
 export interface CloudBuildOptions {
   store: ContentStore;
@@ -107,21 +111,9 @@ export class CloudBuildExecutor implements BuildExecutor {
     const gsFolder = `gs://${this.options.bucket}/${this.objectName(folder)}`;
     try {
       await this.uploadSource(request.contextDir, `${folder}/source.tar.gz`, request.signal);
-      const timestamp = request.recipe.timestamp;
       const build = {
         source: { storageSource: { bucket: this.options.bucket, object: this.objectName(`${folder}/source.tar.gz`) } },
-        steps: [
-          {
-            name: this.options.builderImage,
-            entrypoint: 'bash',
-            args: ['-c', STEP_SCRIPT],
-            env: [
-              `KONTAIN_DOCKERFILE=${request.recipe.dockerfile}`,
-              `KONTAIN_REGISTRIES_CONF=${registriesConf(request.insecureRegistries)}`,
-              ...(timestamp !== undefined ? [`KONTAIN_TIMESTAMP=${timestamp}`] : []),
-            ],
-          },
-        ],
+        steps: [this.step(request)],
         artifacts: { objects: { location: `${gsFolder}/`, paths: [OUTPUT] } },
         logsBucket: gsFolder,
         options: { logging: 'GCS_ONLY' as const },
@@ -173,11 +165,36 @@ export class CloudBuildExecutor implements BuildExecutor {
       done = true;
       await this.forwardLog(`${folder}/log-${buildId}.txt`, request);
       if (status === 'TIMEOUT') throw new BuildTimedOut(`the build took longer than ${Math.round(request.timeoutMs / 1000)} s and was stopped (KONTAIN_BUILD_TIMEOUT)`);
-      if (status !== 'SUCCESS') throw new BuildFailed(`Cloud Build ${buildId} ended ${status}${finished.statusDetail ? `: ${finished.statusDetail}` : ''}`);
+      if (status !== 'SUCCESS') throw new BuildFailed(`Cloud Build ${buildId} ended ${status}${finished.statusDetail ? `: ${finished.statusDetail}` : ''}${stepFailure(request, finished.statusDetail)}`);
       return await this.importOutput(`${folder}/${OUTPUT}`, request);
     } finally {
       if (done) await this.removeFolder(folder);
     }
+  }
+
+  /** The one build step: buildah in the builder step image, as the local executor runs it. */
+  private step(request: BuildRequest): { name: string; entrypoint: string; args: string[]; env: string[] } {
+    const recipe = request.recipe;
+    const registries = registriesConf(request.insecureRegistries);
+    if (recipe.kind === 'buildpack') {
+      const env = recipeEnv(recipe, registries);
+      return {
+        name: this.options.builderImage,
+        entrypoint: 'bash',
+        args: ['-c', `${cloudBuildEscaped(BUILDPACK_SCRIPT)}\ntar -cf ${OUTPUT} -C ${OUTPUT_LAYOUT} .`],
+        env: Object.entries(env).map(([name, value]) => `${name}=${value}`),
+      };
+    }
+    return {
+      name: this.options.builderImage,
+      entrypoint: 'bash',
+      args: ['-c', STEP_SCRIPT],
+      env: [
+        `KONTAIN_DOCKERFILE=${recipe.dockerfile}`,
+        `KONTAIN_REGISTRIES_CONF=${registries}`,
+        ...(recipe.timestamp !== undefined ? [`KONTAIN_TIMESTAMP=${recipe.timestamp}`] : []),
+      ],
+    };
   }
 
   private folderOf(id: string): string {
@@ -259,6 +276,17 @@ export class CloudBuildExecutor implements BuildExecutor {
     const backend = this.options.store.backend;
     for await (const { name } of backend.list(`${folder}/`)) await backend.delete(name).catch(() => undefined);
   }
+}
+
+/** Cloud Build substitutes `$NAME` in a step's args: every shell `$` is written `$$`. */
+function cloudBuildEscaped(script: string): string {
+  return script.replaceAll('$', '$$$$');
+}
+
+/** What a buildpack step's exit status (named in Cloud Build's status detail) means. */
+function stepFailure(request: Pick<BuildRequest, 'recipe'>, detail: string | null | undefined): string {
+  const code = /non-zero status: (\d+)/.exec(detail ?? '')?.[1];
+  return request.recipe.kind === 'buildpack' && code ? ` (${creatorFailure(Number(code))})` : '';
 }
 
 function statusName(status: unknown): string {

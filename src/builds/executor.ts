@@ -16,7 +16,27 @@ export interface DockerfileRecipe {
   timestamp?: number;
 }
 
-export type BuildRecipe = DockerfileRecipe;
+/**
+ * A Cloud Native Buildpacks build: the builder image's own lifecycle (`/cnb/lifecycle/creator`)
+ * run on the context's `app/` directory, exporting an OCI layout (see buildpack-script.ts).
+ * The context also holds the run image as an OCI layout under `layout/`, put there by kontain.
+ */
+export interface BuildpackRecipe {
+  kind: 'buildpack';
+  /** The builder image, pinned by digest. */
+  builder: string;
+  /** The run image as the creator is told it (`-run-image`), pinned by digest; its layout is in the context. */
+  runImage: string;
+  /** The Platform API the builder's lifecycle supports that the build speaks (`CNB_PLATFORM_API`). */
+  platformApi: string;
+  /** The build user of the builder image (CNB_USER_ID, CNB_GROUP_ID). */
+  uid: number;
+  gid: number;
+  /** SOURCE_DATE_EPOCH: `created` in the image, so a rebuild of the same commit gives the same config. */
+  timestamp?: number;
+}
+
+export type BuildRecipe = DockerfileRecipe | BuildpackRecipe;
 
 export interface BuildRequest {
   /** Names the build in logs, work directories and cloud resources (`[a-z0-9-]`). */

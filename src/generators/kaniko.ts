@@ -1,21 +1,19 @@
-import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { BuildRecords } from '../content/build-records.js';
 import type { Config } from '../config.js';
-import { BuildFailed, BuildOutputRefused, BuildTimedOut, ExecutorUnavailable, type BuildExecutor, type BuildRequest, type RemoteBuild } from '../builds/executor.js';
+import type { BuildExecutor, BuildRequest, RemoteBuild } from '../builds/executor.js';
 import type { BuildFacility, JobContext, JobContinuation } from '../builds/facility.js';
-import { GitSource, GitSourceNotFound, GitSourceRefused, GitSourceUnavailable } from '../git/source.js';
+import type { GitSource } from '../git/source.js';
 import { DockerfileInvalid, parseDockerfile } from '../kaniko/dockerfile.js';
-import { isAllowedRepository } from '../builds/allow.js';
 import type { Descriptor } from '../oci/types.js';
-import { ACTIONABLE_STATUS, RegistryError } from '../registry/errors.js';
+import { RegistryError } from '../registry/errors.js';
 import type { RegistryClient } from '../remote/client.js';
 import { formatReference, InvalidReferenceError, parseReference } from '../remote/reference.js';
 import { Semaphore } from '../util/semaphore.js';
 import type { Generator, GeneratorContext, TagRequest } from './generator.js';
-import { upstreamFailure } from './upstream.js';
+import { checkoutSource, sha256Hex, sourceBuildFailure, sourceKeyOf, sourceLabel, sourceTarget } from './source-build.js';
 
 const SERVICE = 'kaniko';
 const MAX_DOCKERFILE_BYTES = 256 * 1024;
@@ -76,26 +74,21 @@ export class KanikoGenerator implements Generator {
   }
 
   async manifest(request: TagRequest): Promise<Descriptor> {
-    const [owner, repo, ...dirParts] = request.repository.split('/');
-    if (!owner || !repo) throw new RegistryError('NAME_INVALID', `kaniko/${request.repository}: name a git repository as kaniko/OWNER/REPO[/DIR]:REVISION`);
-    const dir = dirParts.join('/');
-    const name = `${owner}/${repo}`;
-    if (!isAllowedRepository(this.config.builds.allow, name)) {
-      throw new RegistryError('DENIED', `${name} may not be built here: builds run the repository's own code, and this server builds only repositories listed in KONTAIN_BUILD_ALLOW (${this.config.builds.allow.join(', ') || 'none'})`);
-    }
+    const target = sourceTarget(SERVICE, request.repository, this.config.builds);
+    const { owner, repo, dir } = target;
     try {
       const { commit } = await this.git.resolve(owner, repo, request.tag);
-      const sourceKey = hash(`${this.config.builds.gitBase}\n${name}\n${commit}\n${dir}`);
+      const sourceKey = sourceKeyOf(this.config.builds, target, commit);
       const source = await this.sourceInfo(owner, repo, commit, dir, sourceKey);
-      const where = `${name}${dir ? `/${dir}` : ''}@${commit.slice(0, 7)}`;
+      const where = sourceLabel(target, commit);
       if (source.dockerfile === null) throw new RegistryError('MANIFEST_UNKNOWN', `${where} has no Dockerfile${dir ? ` in ${dir}` : ''}`);
       const dockerfile = await this.pinImages(source.dockerfile, where);
       // Everything that decides the image's bytes: the source, the pinned bases, the builder.
-      const key = hash(JSON.stringify({ v: 1, sourceKey, dockerfile: hash(dockerfile), executor: this.executor.kind }));
+      const key = sha256Hex(JSON.stringify({ v: 1, sourceKey, dockerfile: sha256Hex(dockerfile), executor: this.executor.kind }));
       const payload: KanikoPayload = { owner, repo, dir, commit, dockerfile, commitTime: source.commitTime, sourceKey };
       return await this.facility.obtain({ kind: SERVICE, service: SERVICE, key, label: where, payload: { ...payload } }, { baseUrl: request.baseUrl, log: request.log });
     } catch (err) {
-      throw kanikoFailure(err) ?? err;
+      throw sourceBuildFailure(err) ?? err;
     }
   }
 
@@ -116,16 +109,8 @@ export class KanikoGenerator implements Generator {
     return info;
   }
 
-  private async checkout(owner: string, repo: string, commit: string, dir: string): Promise<{ dir: string; commitTime: number }> {
-    await mkdir(this.config.builds.workDir, { recursive: true });
-    const target = await mkdtemp(path.join(this.config.builds.workDir, 'src-'));
-    try {
-      const { commitTime } = await this.git.checkout(owner, repo, commit, dir, target);
-      return { dir: target, commitTime };
-    } catch (err) {
-      await rm(target, { recursive: true, force: true });
-      throw err;
-    }
+  private checkout(owner: string, repo: string, commit: string, dir: string): Promise<{ dir: string; commitTime: number }> {
+    return checkoutSource(this.git, this.config.builds, { owner, repo, dir }, commit);
   }
 
   private keepPrepared(sourceKey: string, dir: string): void {
@@ -194,7 +179,7 @@ export class KanikoGenerator implements Generator {
         }
       });
     } catch (err) {
-      throw kanikoFailure(err) ?? err;
+      throw sourceBuildFailure(err) ?? err;
     }
   }
 
@@ -225,7 +210,7 @@ export class KanikoGenerator implements Generator {
 }
 
 function buildIdOf(payload: KanikoPayload): string {
-  return `kaniko-${payload.sourceKey.slice(0, 12)}-${hash(payload.dockerfile).slice(0, 8)}`;
+  return `kaniko-${payload.sourceKey.slice(0, 12)}-${sha256Hex(payload.dockerfile).slice(0, 8)}`;
 }
 
 async function readDockerfile(dir: string): Promise<string | null> {
@@ -236,20 +221,3 @@ async function readDockerfile(dir: string): Promise<string | null> {
   return readFile(file, 'utf8');
 }
 
-function hash(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
-}
-
-/** The registry answer for a failure of the source, the build or a base image; undefined for the unexpected. */
-function kanikoFailure(err: unknown): RegistryError | undefined {
-  if (err instanceof RegistryError) return err;
-  if (err instanceof GitSourceNotFound) return new RegistryError('MANIFEST_UNKNOWN', err.message);
-  if (err instanceof GitSourceRefused) return new RegistryError('DENIED', err.message);
-  if (err instanceof GitSourceUnavailable) return new RegistryError('UNAVAILABLE', err.message, { status: ACTIONABLE_STATUS.upstreamFailed });
-  // The build ran and failed, or broke a bound: the repository's to fix, so remembered.
-  if (err instanceof BuildFailed || err instanceof BuildTimedOut || err instanceof BuildOutputRefused) {
-    return new RegistryError('MANIFEST_UNKNOWN', err.message, { status: 422 });
-  }
-  if (err instanceof ExecutorUnavailable) return new RegistryError('UNAVAILABLE', err.message, { status: 503 });
-  return upstreamFailure(err);
-}

@@ -1,0 +1,85 @@
+/**
+ * What every host that builds a git repository shares (kaniko, buildpack): the name
+ * grammar `<host>/<owner>/<repo>[/<dir>...]:<rev>`, the KONTAIN_BUILD_ALLOW check, the
+ * key of a source (base, repository, commit, directory), a bounded checkout into a fresh
+ * directory, and the registry answer for each failure of the source or the build.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { isAllowedRepository } from '../builds/allow.js';
+import { BuildFailed, BuildOutputRefused, BuildTimedOut, ExecutorUnavailable } from '../builds/executor.js';
+import type { BuildsConfig } from '../config.js';
+import { GitSourceNotFound, GitSourceRefused, GitSourceUnavailable, type GitSource } from '../git/source.js';
+import { ACTIONABLE_STATUS, RegistryError } from '../registry/errors.js';
+import { upstreamFailure } from './upstream.js';
+
+export interface SourceTarget {
+  owner: string;
+  repo: string;
+  /** The directory within the repository ('' for its root). */
+  dir: string;
+  /** `owner/repo`. */
+  name: string;
+}
+
+/** The repository a name asks for, if it may be built here (KONTAIN_BUILD_ALLOW). */
+export function sourceTarget(service: string, repository: string, builds: BuildsConfig): SourceTarget {
+  const [owner, repo, ...dirParts] = repository.split('/');
+  if (!owner || !repo) throw new RegistryError('NAME_INVALID', `${service}/${repository}: name a git repository as ${service}/OWNER/REPO[/DIR]:REVISION`);
+  const name = `${owner}/${repo}`;
+  if (!isAllowedRepository(builds.allow, name)) {
+    throw new RegistryError('DENIED', `${name} may not be built here: builds run the repository's own code, and this server builds only repositories listed in KONTAIN_BUILD_ALLOW (${builds.allow.join(', ') || 'none'})`);
+  }
+  return { owner, repo, dir: dirParts.join('/'), name };
+}
+
+/** Names a commit's directory of a repository at the configured git base. */
+export function sourceKeyOf(builds: BuildsConfig, target: SourceTarget, commit: string): string {
+  return sha256Hex(`${builds.gitBase}\n${target.name}\n${commit}\n${target.dir}`);
+}
+
+/** `owner/repo/dir@abc1234`, as messages name a build. */
+export function sourceLabel(target: SourceTarget, commit: string): string {
+  return `${target.name}${target.dir ? `/${target.dir}` : ''}@${commit.slice(0, 7)}`;
+}
+
+/**
+ * The commit's directory checked out into a fresh directory under the builds' work
+ * directory (at `into` within it, when given); removed again if the checkout fails.
+ */
+export async function checkoutSource(
+  git: GitSource,
+  builds: BuildsConfig,
+  target: Pick<SourceTarget, 'owner' | 'repo' | 'dir'>,
+  commit: string,
+  into = '',
+): Promise<{ dir: string; commitTime: number }> {
+  await mkdir(builds.workDir, { recursive: true });
+  const dir = await mkdtemp(path.join(builds.workDir, 'src-'));
+  try {
+    const { commitTime } = await git.checkout(target.owner, target.repo, commit, target.dir, path.join(dir, into));
+    return { dir, commitTime };
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** The registry answer for a failure of the source, the build or an image it names; undefined for the unexpected. */
+export function sourceBuildFailure(err: unknown): RegistryError | undefined {
+  if (err instanceof RegistryError) return err;
+  if (err instanceof GitSourceNotFound) return new RegistryError('MANIFEST_UNKNOWN', err.message);
+  if (err instanceof GitSourceRefused) return new RegistryError('DENIED', err.message);
+  if (err instanceof GitSourceUnavailable) return new RegistryError('UNAVAILABLE', err.message, { status: ACTIONABLE_STATUS.upstreamFailed });
+  // The build ran and failed, or broke a bound: the repository's to fix, so remembered.
+  if (err instanceof BuildFailed || err instanceof BuildTimedOut || err instanceof BuildOutputRefused) {
+    return new RegistryError('MANIFEST_UNKNOWN', err.message, { status: 422 });
+  }
+  if (err instanceof ExecutorUnavailable) return new RegistryError('UNAVAILABLE', err.message, { status: 503 });
+  return upstreamFailure(err);
+}
