@@ -148,6 +148,8 @@ export interface BuildsConfig {
   workDir: string;
   /** The buildah command. */
   buildah: string;
+  /** buildpack: the Cloud Native Buildpacks builder image whose lifecycle and buildpacks build `buildpack/…` images. */
+  buildpackBuilder: string;
   /** Cloud Build: project, region, builder image, and an API endpoint other than Google's (tests). */
   cloudBuild: { project?: string; location: string; builderImage: string; endpoint?: string };
 }
@@ -251,6 +253,9 @@ function parseBuilds(env: NodeJS.ProcessEnv): BuildsConfig {
     failureTtlSeconds: integer(env, 'KONTAIN_BUILD_FAILURE_TTL', 600, 0, 7 * 24 * 3600),
     workDir: path.resolve(env.KONTAIN_BUILD_DIR?.trim() || path.join(tmpdir(), 'kontain-builds')),
     buildah: env.KONTAIN_BUILDAH?.trim() || 'buildah',
+    // Heroku's builder for Ubuntu 24.04: a maintained LTS base (jammy builders age out first),
+    // images for amd64 and arm64, and a current lifecycle (Platform API 0.12+, OCI layout export).
+    buildpackBuilder: env.KONTAIN_BUILDPACK_BUILDER?.trim() || 'heroku/builder:24',
     cloudBuild: {
       project,
       location: env.KONTAIN_CLOUD_BUILD_LOCATION?.trim() || 'global',

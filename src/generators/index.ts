@@ -7,6 +7,7 @@ import { WaitGenerator } from './wait.js';
 import { ApkoGenerator } from './apko.js';
 import { KoGenerator } from './ko.js';
 import { KanikoGenerator } from './kaniko.js';
+import { BuildpackGenerator } from './buildpack.js';
 import { createBuildFacility, createBuildExecutor } from '../builds/index.js';
 import { GitSource } from '../git/source.js';
 import { StaticGenerator } from './static.js';
@@ -41,6 +42,7 @@ export function createGenerators(given: GeneratorContext): Map<string, Generator
     lsRemoteTimeoutMs: context.config.builds.gitTimeoutSeconds * 1000,
     fetchTimeoutMs: context.config.builds.gitTimeoutSeconds * 10_000,
   });
+  const executor = createBuildExecutor(context);
   const generators: Generator[] = [
     new RandomGenerator(context),
     new MirrorGenerator(context, client, { staleIfError: context.config.mirrorStaleIfError }),
@@ -49,7 +51,8 @@ export function createGenerators(given: GeneratorContext): Map<string, Generator
     new WaitGenerator(context),
     new KoGenerator(context, client),
     new ApkoGenerator(context),
-    new KanikoGenerator(context, client, createBuildExecutor(context), builds, git),
+    new KanikoGenerator(context, client, executor, builds, git),
+    new BuildpackGenerator(context, client, executor, builds, git),
     new NixGenerator(context),
     new VizHost(
       new RegistryImageSource(client),

@@ -11,9 +11,9 @@ import type { Descriptor } from '../oci/types.js';
 import { RegistryError } from '../registry/errors.js';
 import type { RegistryClient } from '../remote/client.js';
 import { formatReference, InvalidReferenceError, parseReference } from '../remote/reference.js';
-import { Semaphore } from '../util/semaphore.js';
+import type { Semaphore } from '../util/semaphore.js';
 import type { Generator, GeneratorContext, TagRequest } from './generator.js';
-import { checkoutSource, sha256Hex, sourceBuildFailure, sourceKeyOf, sourceLabel, sourceTarget } from './source-build.js';
+import { buildSlots, checkoutSource, sha256Hex, sourceBuildFailure, sourceKeyOf, sourceLabel, sourceTarget } from './source-build.js';
 
 const SERVICE = 'kaniko';
 const MAX_DOCKERFILE_BYTES = 256 * 1024;
@@ -69,7 +69,7 @@ export class KanikoGenerator implements Generator {
   ) {
     this.config = context.config;
     this.records = new BuildRecords(context.store.backend);
-    this.slots = new Semaphore(context.config.builds.maxConcurrent);
+    this.slots = buildSlots(context.config.builds);
     facility.register(SERVICE, (payload, jobContext) => this.build(payload as KanikoPayload, jobContext));
   }
 

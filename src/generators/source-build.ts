@@ -12,6 +12,7 @@ import { BuildFailed, BuildOutputRefused, BuildTimedOut, ExecutorUnavailable } f
 import type { BuildsConfig } from '../config.js';
 import { GitSourceNotFound, GitSourceRefused, GitSourceUnavailable, type GitSource } from '../git/source.js';
 import { ACTIONABLE_STATUS, RegistryError } from '../registry/errors.js';
+import { Semaphore } from '../util/semaphore.js';
 import { upstreamFailure } from './upstream.js';
 
 export interface SourceTarget {
@@ -64,6 +65,15 @@ export async function checkoutSource(
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+const slots = new WeakMap<BuildsConfig, Semaphore>();
+
+/** The build slots of this process (KONTAIN_BUILD_MAX_CONCURRENT), shared by every building host. */
+export function buildSlots(builds: BuildsConfig): Semaphore {
+  let semaphore = slots.get(builds);
+  if (!semaphore) slots.set(builds, (semaphore = new Semaphore(builds.maxConcurrent)));
+  return semaphore;
 }
 
 export function sha256Hex(text: string): string {
