@@ -5,22 +5,28 @@
 import { readFile } from 'node:fs/promises';
 import { layerTar, type LayerEntry } from './rich-layers.js';
 import { layoutDir, pushOciLayout, writeOciLayout } from './upstream-images.js';
+import type { RuntimeConfig } from '../../src/oci/types.js';
 
 const BUSYBOX = '/bin/busybox';
 const APPLETS = ['sh', 'echo', 'cat', 'ls', 'mkdir', 'sleep', 'false', 'true', 'test', 'wget', 'env', 'cp', 'rm', 'touch', 'printf', 'grep'];
 
 /** Pushes the busybox base as `<registry>/<repository>:<tag>`; returns the manifest digest. */
-export async function pushBusyboxBase(registry: string, repository: string, tag: string): Promise<string> {
+export async function pushBusyboxBase(registry: string, repository: string, tag: string, options: { applets?: string[]; layers?: Buffer[]; config?: RuntimeConfig } = {}): Promise<string> {
+  const dir = await layoutDir();
+  const layout = await writeOciLayout(dir, tag, [{ layers: [await busyboxLayer(options.applets), ...(options.layers ?? [])], config: options.config }]);
+  await pushOciLayout(layout, `${registry}/${repository}:${tag}`);
+  return layout.top.digest;
+}
+
+/** The layer of busybox-static with links for the applets (default: what Dockerfile RUN steps in the tests use). */
+export async function busyboxLayer(applets = APPLETS): Promise<Buffer> {
   const entries: LayerEntry[] = [
     { type: 'directory', name: 'bin' },
     { type: 'directory', name: 'tmp', mode: 0o1777 },
     { type: 'directory', name: 'etc' },
     { type: 'file', name: 'bin/busybox', content: await readFile(BUSYBOX), mode: 0o755 },
     { type: 'file', name: 'etc/passwd', content: 'root:x:0:0:root:/root:/bin/sh\n' },
-    ...APPLETS.map((name): LayerEntry => ({ type: 'symlink', name: `bin/${name}`, target: 'busybox' })),
+    ...applets.map((name): LayerEntry => ({ type: 'symlink', name: `bin/${name}`, target: 'busybox' })),
   ];
-  const dir = await layoutDir();
-  const layout = await writeOciLayout(dir, tag, [{ layers: [await layerTar(entries)] }]);
-  await pushOciLayout(layout, `${registry}/${repository}:${tag}`);
-  return layout.top.digest;
+  return layerTar(entries);
 }

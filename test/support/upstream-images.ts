@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import type { ImageConfig, ImageIndex, ImageManifest, Platform, Descriptor } from '../../src/oci/types.js';
+import type { ImageConfig, ImageIndex, ImageManifest, Platform, Descriptor, RuntimeConfig } from '../../src/oci/types.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
 import { exec } from './tools.js';
 import { layerTar } from './rich-layers.js';
@@ -26,6 +26,8 @@ export interface TestImage {
   /** Uncompressed layer tars, bottom first; stored gzip-compressed. */
   layers: Buffer[];
   platform?: Platform;
+  /** The runtime config (default `Cmd: ["/bin/sh"]`). */
+  config?: RuntimeConfig;
 }
 
 export interface WrittenImage {
@@ -71,7 +73,7 @@ export async function writeOciLayout(dir: string, tag: string, images: TestImage
       architecture: platform.architecture,
       os: platform.os,
       ...(platform.variant ? { variant: platform.variant } : {}),
-      config: { Cmd: ['/bin/sh'] },
+      config: image.config ?? { Cmd: ['/bin/sh'] },
       rootfs: { type: 'layers', diff_ids: image.layers.map(sha256) },
     };
     const configDescriptor = await put(Buffer.from(JSON.stringify(config)), MediaType.ociConfig);
