@@ -3,8 +3,8 @@ import path from 'node:path';
 import type { Config } from '../config.js';
 import { BuilderUnusable, inspectBuilder, layoutReference, platformImage, type BuilderImage } from '../builds/builder-image.js';
 import { APP_DIR, LAYOUT_DIR } from '../builds/buildpack-script.js';
-import type { BuildExecutor } from '../builds/executor.js';
-import type { BuildFacility, JobContext } from '../builds/facility.js';
+import type { BuildExecutor, BuildpackRecipe } from '../builds/executor.js';
+import type { BuildFacility, JobContext, JobContinuation } from '../builds/facility.js';
 import { writeImageLayout } from '../builds/image-layout-writer.js';
 import type { GitSource } from '../git/source.js';
 import type { Descriptor } from '../oci/types.js';
@@ -13,19 +13,14 @@ import type { RegistryClient } from '../remote/client.js';
 import { formatReference, InvalidReferenceError, parseReference } from '../remote/reference.js';
 import type { Semaphore } from '../util/semaphore.js';
 import type { Generator, GeneratorContext, TagRequest } from './generator.js';
-import { buildSlots, checkoutSource, sha256Hex, sourceBuildFailure, sourceKeyOf, sourceLabel, sourceTarget } from './source-build.js';
+import { buildSlots, checkoutSource, executorRequest, runSourceBuild, type SourcePayload, sha256Hex, sourceBuildFailure, sourceKeyOf, sourceLabel, sourceTarget } from './source-build.js';
 
 const SERVICE = 'buildpack';
 /** Builder and run images looked at, by the digest their tag named: a few at most. */
 const MAX_REMEMBERED_IMAGES = 16;
 
 /** The work a build task carries: everything needed to build on any instance. */
-interface BuildpackPayload {
-  owner: string;
-  repo: string;
-  dir: string;
-  commit: string;
-  sourceKey: string;
+interface BuildpackPayload extends SourcePayload {
   /** The builder and its run image, pinned by digest. */
   builder: string;
   runImage: string;
@@ -102,39 +97,33 @@ export class BuildpackGenerator implements Generator {
   }
 
   /**
-   * The build task's work: the source into `app/`, the run image as an OCI layout into
-   * `layout/` (read by kontain's own client, so its address policy and credentials hold),
-   * then the executor runs the builder's lifecycle on them.
+   * The build task's work (runSourceBuild): the source into `app/`, the run image as an OCI
+   * layout into `layout/` (read by kontain's own client, so its address policy and
+   * credentials hold), then the executor runs the builder's lifecycle on them.
    */
-  private async build(payload: BuildpackPayload, context: JobContext): Promise<Descriptor> {
-    return this.slots.run(async () => {
-      const builds = this.config.builds;
-      context.line(`kontain: fetching ${payload.owner}/${payload.repo} at ${payload.commit}`);
-      const { dir: contextDir, commitTime } = await checkoutSource(this.git, builds, payload, payload.commit, APP_DIR).catch((err) => {
-        throw buildpackFailure(err) ?? err;
-      });
-      try {
-        context.line(`kontain: fetching the run image ${payload.runImage}`);
-        const run = await platformImage(this.client, payload.runImage);
-        const runLayout = layoutReference(run.ref);
-        await writeImageLayout(this.client, run, path.join(contextDir, LAYOUT_DIR, runLayout.path), builds.maxOutputBytes);
+  private async build(payload: BuildpackPayload, context: JobContext): Promise<Descriptor | JobContinuation> {
+    const builds = this.config.builds;
+    const runLayout = layoutReference(parseReference(payload.runImage));
+    const recipe: BuildpackRecipe = { kind: 'buildpack', builder: payload.builder, runImage: runLayout.name, platformApi: payload.platformApi, uid: payload.uid, gid: payload.gid };
+    const id = `buildpack-${payload.sourceKey.slice(0, 12)}-${sha256Hex(`${payload.builder}\n${payload.runImage}`).slice(0, 8)}`;
+    try {
+      return await runSourceBuild(this.executor, this.slots, context, executorRequest(this.config, context, id, recipe), async () => {
+        context.line(`kontain: fetching ${payload.owner}/${payload.repo} at ${payload.commit}`);
+        const { dir, commitTime } = await checkoutSource(this.git, builds, payload, payload.commit, APP_DIR);
+        try {
+          context.line(`kontain: fetching the run image ${payload.runImage}`);
+          const run = await platformImage(this.client, payload.runImage);
+          await writeImageLayout(this.client, run, path.join(dir, LAYOUT_DIR, runLayout.path), builds.maxOutputBytes);
+        } catch (err) {
+          await rm(dir, { recursive: true, force: true });
+          throw err;
+        }
         context.line(`kontain: building ${payload.owner}/${payload.repo}${payload.dir ? `/${payload.dir}` : ''} at ${payload.commit} with ${payload.builder} (${this.executor.kind})`);
-        return await this.executor.build({
-          id: `buildpack-${payload.sourceKey.slice(0, 12)}-${sha256Hex(`${payload.builder}\n${payload.runImage}`).slice(0, 8)}`,
-          contextDir,
-          recipe: { kind: 'buildpack', builder: payload.builder, runImage: runLayout.name, platformApi: payload.platformApi, uid: payload.uid, gid: payload.gid, timestamp: commitTime || undefined },
-          insecureRegistries: this.config.insecureRegistries,
-          timeoutMs: builds.timeoutSeconds * 1000,
-          maxOutputBytes: builds.maxOutputBytes,
-          onLine: context.line,
-          onProgress: context.progress,
-        });
-      } catch (err) {
-        throw buildpackFailure(err) ?? err;
-      } finally {
-        await rm(contextDir, { recursive: true, force: true });
-      }
-    });
+        return { dir, recipe: { ...recipe, timestamp: commitTime || undefined } };
+      });
+    } catch (err) {
+      throw buildpackFailure(err) ?? err;
+    }
   }
 }
 

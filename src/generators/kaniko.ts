@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { BuildRecords } from '../content/build-records.js';
 import type { Config } from '../config.js';
-import type { BuildExecutor, BuildRequest, RemoteBuild } from '../builds/executor.js';
+import type { BuildExecutor } from '../builds/executor.js';
 import type { BuildFacility, JobContext, JobContinuation } from '../builds/facility.js';
 import type { GitSource } from '../git/source.js';
 import { DockerfileInvalid, parseDockerfile } from '../kaniko/dockerfile.js';
@@ -13,7 +13,7 @@ import type { RegistryClient } from '../remote/client.js';
 import { formatReference, InvalidReferenceError, parseReference } from '../remote/reference.js';
 import type { Semaphore } from '../util/semaphore.js';
 import type { Generator, GeneratorContext, TagRequest } from './generator.js';
-import { buildSlots, checkoutSource, sha256Hex, sourceBuildFailure, sourceKeyOf, sourceLabel, sourceTarget } from './source-build.js';
+import { buildSlots, checkoutSource, executorRequest, runSourceBuild, type SourcePayload, sha256Hex, sourceBuildFailure, sourceKeyOf, sourceLabel, sourceTarget } from './source-build.js';
 
 const SERVICE = 'kaniko';
 const MAX_DOCKERFILE_BYTES = 256 * 1024;
@@ -28,15 +28,10 @@ interface SourceInfo {
 }
 
 /** The work a build task carries: everything needed to build on any instance. */
-interface KanikoPayload {
-  owner: string;
-  repo: string;
-  dir: string;
-  commit: string;
+interface KanikoPayload extends SourcePayload {
   /** The Dockerfile with its images pinned by digest. */
   dockerfile: string;
   commitTime: number;
-  sourceKey: string;
 }
 
 /**
@@ -153,30 +148,14 @@ export class KanikoGenerator implements Generator {
     return parsed.pinned((image) => pins.get(image)!);
   }
 
-  /**
-   * The build task's work: the source (checked out here before, or fetched now), then the
-   * executor. An executor whose builds run elsewhere is given the build and then looked
-   * at by later tasks (`{ again }`), each one look, so no instance waits on it.
-   */
+  /** The build task's work: the source (checked out here before, or fetched now), then the executor (runSourceBuild). */
   private async build(payload: KanikoPayload, context: JobContext): Promise<Descriptor | JobContinuation> {
-    const executor = this.executor;
-    const remote = context.resume as RemoteBuild | undefined;
+    const recipe = { kind: 'dockerfile', dockerfile: payload.dockerfile, timestamp: payload.commitTime || undefined } as const;
     try {
-      if (remote && executor.poll) {
-        const image = await executor.poll(remote, this.request(payload, context));
-        return image ?? { again: { afterSeconds: executor.pollSeconds ?? 2, state: remote } };
-      }
-      return await this.slots.run(async () => {
-        const contextDir = await this.contextDir(payload, context);
-        try {
-          context.line(`kontain: building ${payload.owner}/${payload.repo}${payload.dir ? `/${payload.dir}` : ''} at ${payload.commit} with ${executor.kind}`);
-          const request = { ...this.request(payload, context), contextDir };
-          if (!executor.submit) return await executor.build(request);
-          const submitted = await executor.submit(request);
-          return { again: { afterSeconds: executor.pollSeconds ?? 2, state: submitted } };
-        } finally {
-          await rm(contextDir, { recursive: true, force: true });
-        }
+      return await runSourceBuild(this.executor, this.slots, context, executorRequest(this.config, context, buildIdOf(payload), recipe), async () => {
+        const dir = await this.contextDir(payload, context);
+        context.line(`kontain: building ${payload.owner}/${payload.repo}${payload.dir ? `/${payload.dir}` : ''} at ${payload.commit} with ${this.executor.kind}`);
+        return { dir };
       });
     } catch (err) {
       throw sourceBuildFailure(err) ?? err;
@@ -193,19 +172,6 @@ export class KanikoGenerator implements Generator {
     }
     context.line(`kontain: fetching ${payload.owner}/${payload.repo} at ${payload.commit}`);
     return (await this.checkout(payload.owner, payload.repo, payload.commit, payload.dir)).dir;
-  }
-
-  private request(payload: KanikoPayload, context: JobContext): Omit<BuildRequest, 'contextDir'> {
-    const builds = this.config.builds;
-    return {
-      id: buildIdOf(payload),
-      recipe: { kind: 'dockerfile', dockerfile: payload.dockerfile, timestamp: payload.commitTime || undefined },
-      insecureRegistries: this.config.insecureRegistries,
-      timeoutMs: builds.timeoutSeconds * 1000,
-      maxOutputBytes: builds.maxOutputBytes,
-      onLine: context.line,
-      onProgress: context.progress,
-    };
   }
 }
 

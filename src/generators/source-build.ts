@@ -8,8 +8,10 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { isAllowedRepository } from '../builds/allow.js';
-import { BuildFailed, BuildOutputRefused, BuildTimedOut, ExecutorUnavailable } from '../builds/executor.js';
-import type { BuildsConfig } from '../config.js';
+import { BuildFailed, BuildOutputRefused, BuildTimedOut, ExecutorUnavailable, type BuildExecutor, type BuildRecipe, type BuildRequest, type RemoteBuild } from '../builds/executor.js';
+import type { JobContext, JobContinuation } from '../builds/facility.js';
+import type { Descriptor } from '../oci/types.js';
+import type { BuildsConfig, Config } from '../config.js';
 import { GitSourceNotFound, GitSourceRefused, GitSourceUnavailable, type GitSource } from '../git/source.js';
 import { ACTIONABLE_STATUS, RegistryError } from '../registry/errors.js';
 import { Semaphore } from '../util/semaphore.js';
@@ -22,6 +24,60 @@ export interface SourceTarget {
   dir: string;
   /** `owner/repo`. */
   name: string;
+}
+
+/** What every source build's task carries: the repository, directory and commit. */
+export interface SourcePayload {
+  owner: string;
+  repo: string;
+  dir: string;
+  commit: string;
+  /** sourceKeyOf(…): names the build's working directories and cloud resources. */
+  sourceKey: string;
+}
+
+/** The executor's request for a recipe (without its context directory), with the configured bounds and the job's log. */
+export function executorRequest(config: Config, context: JobContext, id: string, recipe: BuildRecipe): Omit<BuildRequest, 'contextDir'> {
+  return {
+    id,
+    recipe,
+    insecureRegistries: config.insecureRegistries,
+    timeoutMs: config.builds.timeoutSeconds * 1000,
+    maxOutputBytes: config.builds.maxOutputBytes,
+    onLine: context.line,
+    onProgress: context.progress,
+  };
+}
+
+/**
+ * A source build's task on the executor. The context directory is prepared (and may
+ * refine the recipe, e.g. with the commit's time) in a build slot, then built here; an
+ * executor whose builds run elsewhere (Cloud Build) is given the build, and later tasks
+ * (`{ again }`) each take one look at it, so no instance waits on it.
+ */
+export async function runSourceBuild(
+  executor: BuildExecutor,
+  slots: Semaphore,
+  context: JobContext,
+  request: Omit<BuildRequest, 'contextDir'>,
+  prepare: () => Promise<{ dir: string; recipe?: BuildRecipe }>,
+): Promise<Descriptor | JobContinuation> {
+  const remote = context.resume as RemoteBuild | undefined;
+  if (remote && executor.poll) {
+    const image = await executor.poll(remote, request);
+    return image ?? { again: { afterSeconds: executor.pollSeconds ?? 2, state: remote } };
+  }
+  return slots.run(async () => {
+    const prepared = await prepare();
+    try {
+      const full: BuildRequest = { ...request, recipe: prepared.recipe ?? request.recipe, contextDir: prepared.dir };
+      if (!executor.submit) return await executor.build(full);
+      const submitted = await executor.submit(full);
+      return { again: { afterSeconds: executor.pollSeconds ?? 2, state: submitted } };
+    } finally {
+      await rm(prepared.dir, { recursive: true, force: true });
+    }
+  });
 }
 
 /** The repository a name asks for, if it may be built here (KONTAIN_BUILD_ALLOW). */

@@ -1,25 +1,14 @@
 /** Paths to the real APK fixtures in test/fixtures/apk, from source or from dist/. */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { sourceTreeDir } from './source-tree.js';
 import type { ApkPublicKey } from '../../src/apk/signature.js';
 import { splitGzipMembers } from '../../src/apk/gzip-members.js';
 import { parseApkIndexText } from '../../src/apk/index-file.js';
 import { readTarFragment } from '../../src/apk/tar-fragment.js';
 import type { ApkPackage } from '../../src/apk/types.js';
 
-function fixturesRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = path.join(dir, 'test', 'fixtures', 'apk');
-    if (existsSync(path.join(candidate, 'README.md'))) return candidate;
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error('test/fixtures/apk not found above ' + fileURLToPath(import.meta.url));
-    dir = parent;
-  }
-}
-
-export const APK_FIXTURES = fixturesRoot();
+export const APK_FIXTURES = sourceTreeDir(path.join('test', 'fixtures', 'apk'), 'README.md');
 
 export const apkFixturePath = (relative: string): string => path.join(APK_FIXTURES, relative);
 export const apkFixture = (relative: string): Buffer => readFileSync(apkFixturePath(relative));

@@ -7,10 +7,9 @@
  * CNB_USER_ID/CNB_GROUP_ID. In place of the lifecycle it carries a stand-in
  * `/cnb/lifecycle/creator` and `launcher` (test/support/buildpack-builder/creator says what it does).
  */
-import { existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { sourceTreeDir } from './source-tree.js';
 import { layerTar, type LayerEntry } from './rich-layers.js';
 import { pushBusyboxBase } from './busybox-image.js';
 
@@ -23,17 +22,6 @@ export interface TestBuilder {
   builder: string;
   /** `<registry>/test/run:<tag>`, as the builder's metadata names it. */
   runImage: string;
-}
-
-function fixturesRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = path.join(dir, 'test', 'support', 'buildpack-builder');
-    if (existsSync(path.join(candidate, 'creator'))) return candidate;
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error('test/support/buildpack-builder not found above ' + fileURLToPath(import.meta.url));
-    dir = parent;
-  }
 }
 
 /** Every file under a fixture directory as layer entries under `prefix`, modes kept. */
@@ -50,7 +38,7 @@ async function treeEntries(dir: string, prefix: string): Promise<LayerEntry[]> {
 
 /** Pushes the run image and the builder (`test/run:<tag>`, `test/builder:<tag>`). */
 export async function pushTestBuilder(registry: string, tag = '1'): Promise<TestBuilder> {
-  const root = fixturesRoot();
+  const root = sourceTreeDir(path.join('test', 'support', 'buildpack-builder'), 'creator');
   const runImage = `${registry}/test/run:${tag}`;
   await pushBusyboxBase(registry, 'test/run', tag, { applets: APPLETS, config: { Env: ['PATH=/usr/local/bin:/usr/bin:/bin'], User: `${BUILD_USER}:${BUILD_USER}` } });
   const cnb = await layerTar([
