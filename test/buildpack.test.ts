@@ -151,6 +151,27 @@ test('a repository outside KONTAIN_BUILD_ALLOW is DENIED, naming the variable', 
   assert.match(registryError(res).message, /KONTAIN_BUILD_ALLOW/);
 });
 
+test('a new builder behind the same tag gives a new image of the same commit', async () => {
+  const before = await digestOf('acme/app/svc', firstCommit);
+  await pushTestBuilder(registry.host, '1', 'kontain test builder, second release');
+  const after = await digestOf('acme/app/svc', firstCommit);
+  assert.notEqual(after, before);
+  const config = await pullAndUnpack(server.address, 'acme/app/svc', firstCommit);
+  assert.equal(await readFile(path.join(config.rootfs, 'workspace/greeting.txt'), 'utf8'), 'hello from svc\n');
+});
+
+test('a builder image without builder metadata is a 503 naming KONTAIN_BUILDPACK_BUILDER', async () => {
+  const odd = await startKontain(serverEnv({ KONTAIN_BUILDPACK_BUILDER: builder.runImage, KONTAIN_BUILD_DIR: path.join(work, 'builds-odd') }));
+  try {
+    const res = await manifest(odd.url, 'acme/app', 'main');
+    assert.equal(res.status, 503, res.body.toString());
+    assert.equal(registryError(res).code, 'UNAVAILABLE');
+    assert.match(registryError(res).message, /KONTAIN_BUILDPACK_BUILDER.*no io\.buildpacks\.builder\.metadata label/);
+  } finally {
+    await odd.stop();
+  }
+});
+
 test('the Cloud Build executor, through the real client and a local Cloud Build endpoint, builds the same app', async () => {
   const { startFakeGcs } = await import('./support/fake-gcs.js');
   const { startFakeCloudBuild } = await import('./support/fake-cloud-build.js');

@@ -36,8 +36,8 @@ async function treeEntries(dir: string, prefix: string): Promise<LayerEntry[]> {
   return entries;
 }
 
-/** Pushes the run image and the builder (`test/run:<tag>`, `test/builder:<tag>`). */
-export async function pushTestBuilder(registry: string, tag = '1'): Promise<TestBuilder> {
+/** Pushes the run image and the builder (`test/run:<tag>`, `test/builder:<tag>`); another description makes another builder digest. */
+export async function pushTestBuilder(registry: string, tag = '1', description = 'kontain test builder: shell buildpacks and a stand-in lifecycle'): Promise<TestBuilder> {
   const root = sourceTreeDir(path.join('test', 'support', 'buildpack-builder'), 'creator');
   const runImage = `${registry}/test/run:${tag}`;
   await pushBusyboxBase(registry, 'test/run', tag, { applets: APPLETS, config: { Env: ['PATH=/usr/local/bin:/usr/bin:/bin'], User: `${BUILD_USER}:${BUILD_USER}` } });
@@ -54,7 +54,7 @@ export async function pushTestBuilder(registry: string, tag = '1'): Promise<Test
     { type: 'directory', name: 'home/cnb' },
   ]);
   const metadata = {
-    description: 'kontain test builder: shell buildpacks and a stand-in lifecycle',
+    description,
     images: [{ image: runImage }],
     stack: { runImage: { image: runImage, mirrors: [] } },
     buildpacks: [{ id: 'kontain-test/greeter', version: '0.0.1' }],
