@@ -62,9 +62,11 @@ export class BuildpackGenerator implements Generator {
   async manifest(request: TagRequest): Promise<Descriptor> {
     const target = sourceTarget(SERVICE, request.repository, this.config.builds);
     try {
-      const { commit } = await this.git.resolve(target.owner, target.repo, request.tag);
-      const builder = await this.builder();
-      const runImage = await this.runImage(builder);
+      // The revision, the builder and its run image are asked of their servers at once.
+      const [{ commit }, { builder, runImage }] = await Promise.all([
+        this.git.resolve(target.owner, target.repo, request.tag),
+        this.builder().then(async (builder) => ({ builder, runImage: await this.runImage(builder) })),
+      ]);
       const sourceKey = sourceKeyOf(this.config.builds, target, commit);
       // Everything that decides the image's bytes: the source, the builder, the run image.
       const key = sha256Hex(JSON.stringify({ v: 1, sourceKey, builder: builder.digest, runImage, platformApi: builder.platformApi, executor: this.executor.kind }));
