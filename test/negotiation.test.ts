@@ -12,7 +12,7 @@ import { createApp } from '../src/server/app.js';
 import { createLogger } from '../src/server/logging.js';
 import { writeGzipLayer } from '../src/oci/layer.js';
 import { writeImage, writeIndex } from '../src/oci/image.js';
-import type { Generator } from '../src/generators/generator.js';
+import type { Host } from '../src/generators/generator.js';
 import type { Descriptor } from '../src/oci/types.js';
 import { request } from './support/http.js';
 
@@ -42,7 +42,7 @@ before(async () => {
   // Served by digest only under a repository whose images reference it, as a pull by tag
   // there would have recorded.
   await store.links.addManifest('multi', 'x', (await store.getManifest(docker.digest))!);
-  const generator: Generator = {
+  const generator: Host = {
     service: 'multi',
     summary: 'test host',
     examples: [],

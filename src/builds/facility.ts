@@ -124,6 +124,8 @@ export class BuildFacility {
   private readonly runners = new Map<string, JobRunner>();
   /** Task names of kinds that have their own (wait's `wait`); the rest use `build`. */
   private readonly taskNames = new Map<string, string>();
+  /** Imports what registers a kind's runner, for kinds whose host module loads on first use. */
+  private readonly runnerLoaders = new Map<string, () => Promise<unknown>>();
   private readonly records: BuildRecords;
   /** Attempts running in this process, by id. */
   private readonly running = new Map<string, Running>();
@@ -155,6 +157,20 @@ export class BuildFacility {
 
   private taskOf(kind: string): string {
     return this.taskNames.get(kind) ?? TASK;
+  }
+
+  /**
+   * How to get a kind's runner registered when it is not yet: a task for it (resumed by
+   * the queue, or enqueued by another instance) can arrive before this process's first
+   * pull of that host has loaded the host's module, which registers the runner.
+   */
+  registerLoader(kind: string, load: () => Promise<unknown>): void {
+    this.runnerLoaders.set(kind, load);
+  }
+
+  private async runnerFor(kind: string): Promise<JobRunner | undefined> {
+    if (!this.runners.has(kind)) await this.runnerLoaders.get(kind)?.();
+    return this.runners.get(kind);
   }
 
   /** The id of a job: names its records, its task and its log URL. */
@@ -226,7 +242,7 @@ export class BuildFacility {
 
   /** Writes the attempt record and hands the work to the queue; undefined if another pull got there first. */
   private async start(id: string, job: SlowJob, log: Logger, overdue = false): Promise<BuildRecord | undefined> {
-    if (!this.runners.has(job.kind)) throw new Error(`no runner for slow work ${job.kind}`);
+    if (!(await this.runnerFor(job.kind))) throw new Error(`no runner for slow work ${job.kind}`);
     const delaySeconds = overdue ? 0 : (job.delaySeconds ?? 0);
     if (delaySeconds > 0 && !this.options.tasks) throw new RegistryError('UNAVAILABLE', `${job.label} is delayed work, and this server was started without a task queue`);
     const now = Date.now();
@@ -294,7 +310,6 @@ export class BuildFacility {
       this.options.log.info({ build: task.id, label: task.label }, 'build task no longer has its attempt; nothing to do');
       return;
     }
-    const runner = this.runners.get(task.kind);
     const log = this.options.log.child({ build: task.id, label: task.label });
     const buildLog = new BuildLog();
     if (task.resume !== undefined) {
@@ -315,6 +330,7 @@ export class BuildFacility {
     };
     const started = Date.now();
     entry.done = (async () => {
+      const runner = await this.runnerFor(task.kind);
       if (!runner) throw new Error(`no runner for slow work ${task.kind} in this process`);
       return runner(task.payload, context);
     })();

@@ -31,10 +31,12 @@ const MEMORY_TTL_MS = 10 * 60 * 1000;
  */
 export class RepositoryLinks {
   static readonly PREFIX = 'links/';
+  // Bounded by maxSize (one per entry), not max: with max, lru-cache allocates all its
+  // slots up front, tens of milliseconds of every cold start for empty caches.
   /** By service, repository and digest (not the object name: no hash per lookup). */
-  private readonly known = new LRUCache<string, Link>({ max: MEMORY_ENTRIES, ttl: MEMORY_TTL_MS });
+  private readonly known = new LRUCache<string, Link>({ maxSize: MEMORY_ENTRIES, sizeCalculation: () => 1, ttl: MEMORY_TTL_MS });
   /** Manifests whose references were all linked lately: served again, they are not parsed again. */
-  private readonly linkedManifests = new LRUCache<string, true>({ max: MEMORY_ENTRIES, ttl: MEMORY_TTL_MS });
+  private readonly linkedManifests = new LRUCache<string, true>({ maxSize: MEMORY_ENTRIES, sizeCalculation: () => 1, ttl: MEMORY_TTL_MS });
 
   constructor(private readonly backend: StorageBackend) {}
 

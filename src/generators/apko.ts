@@ -64,8 +64,6 @@ export function apkoFailure(err: unknown): RegistryError | undefined {
 /** `apko`: images made from APK packages, the way apko makes them (one layer, no RUN). */
 export class ApkoGenerator implements Generator {
   readonly service = 'apko';
-  readonly summary = 'An image holding APK packages and their dependencies (Wolfi by default), built when pulled, or built from an apko configuration YAML at an HTTPS URL.';
-  readonly examples = ['apko/busybox:latest', 'apko/url/raw.githubusercontent.com/chainguard-dev/apko/main/examples/wolfi-base.yaml:latest'];
   private readonly store: ContentStore;
   private readonly config: Config;
   private readonly fetcher: ApkFetcher;

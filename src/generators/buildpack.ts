@@ -40,8 +40,6 @@ interface BuildpackPayload extends SourcePayload {
  */
 export class BuildpackGenerator implements Generator {
   readonly service = SERVICE;
-  readonly summary = 'The image Cloud Native Buildpacks build from a git repository at a branch, tag or commit (buildpack/OWNER/REPO[/DIR]:REV), with the configured builder.';
-  readonly examples = ['buildpack/owner/repo:main', 'buildpack/owner/repo/subdir:v1.2.3'];
   private readonly config: Config;
   private readonly slots: Semaphore;
   private readonly builders = new Map<string, BuilderImage>();

@@ -55,8 +55,6 @@ const FAILURE_TTL_MS = 3600 * 1000;
  */
 export abstract class DerivedGenerator implements Generator {
   abstract readonly service: string;
-  abstract readonly summary: string;
-  abstract readonly examples: string[];
   protected readonly store: ContentStore;
   private readonly domain: string;
   private readonly limits: ContentLimits;

@@ -13,8 +13,6 @@ const LAYER_CONCURRENCY = 2;
  */
 export class EstargzGenerator extends DerivedGenerator {
   readonly service = 'estargz';
-  readonly summary = 'An upstream image with every layer rewritten as eStargz (lazy-pullable gzip with a table of contents); it still pulls as an ordinary image anywhere.';
-  readonly examples = ['estargz/busybox', 'estargz/ghcr.io/homebrew/core/hello:latest'];
 
   /** Layer annotations (the TOC digest) exist only in OCI manifests. */
   protected indexFamily(): 'oci' {

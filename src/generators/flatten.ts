@@ -10,8 +10,6 @@ import { DERIVED_GZIP_LEVEL, DerivedGenerator, type UpstreamImage } from './deri
 /** `flatten`: an upstream image squashed to one layer, runtime config kept. */
 export class FlattenGenerator extends DerivedGenerator {
   readonly service = 'flatten';
-  readonly summary = 'An upstream image squashed into a single layer holding the same filesystem (whiteouts applied), with its runtime config kept.';
-  readonly examples = ['flatten/busybox', 'flatten/ghcr.io/homebrew/core/hello:latest'];
 
   protected indexFamily(upstream: FormatFamily): FormatFamily {
     return upstream;

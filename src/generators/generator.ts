@@ -47,12 +47,6 @@ export interface TagPage {
  */
 export interface Generator {
   readonly service: string;
-  /** One sentence for the landing page: what pulling from this host gives you. */
-  readonly summary: string;
-  /** `repository:tag` examples for paste-able pull commands. */
-  readonly examples: string[];
-  /** A web page the host serves (viz), which the landing page links to. */
-  readonly pageURL?: string;
   /**
    * The manifest (or index) for a tag: the descriptor of stored content, or the manifest
    * itself from a host that serves content it holds; throws RegistryError for tags it
@@ -81,6 +75,22 @@ export interface Generator {
   /** The referrers index bytes for a digest, when the generator knows more than "none". */
   referrers?(repository: string, digest: string, log: Logger): Promise<{ bytes: Buffer; mediaType: string } | undefined>;
 }
+
+/**
+ * What the landing page says about a host. Kept apart from the generator: a host's module
+ * is imported on its first request (generators/lazy.ts), the landing page needs this before.
+ */
+export interface HostDescription {
+  /** One sentence for the landing page: what pulling from this host gives you. */
+  readonly summary: string;
+  /** `repository:tag` examples for paste-able pull commands. */
+  readonly examples: string[];
+  /** A web page the host serves (viz), which the landing page links to. */
+  readonly pageURL?: string;
+}
+
+/** A host as the app serves it: its generator and its description. */
+export type Host = Generator & HostDescription;
 
 /** What every generator is constructed with. */
 export interface GeneratorContext {

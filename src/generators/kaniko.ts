@@ -47,8 +47,6 @@ interface KanikoPayload extends SourcePayload {
  */
 export class KanikoGenerator implements Generator {
   readonly service = SERVICE;
-  readonly summary = 'The image a git repository\'s Dockerfile builds at a branch, tag or commit (kaniko/OWNER/REPO[/DIR]:REV), rebuilt when the commit or a base image moves.';
-  readonly examples = ['kaniko/owner/repo:main', 'kaniko/owner/repo/subdir:v1.2.3'];
   private readonly config: Config;
   private readonly records: BuildRecords;
   private readonly slots: Semaphore;

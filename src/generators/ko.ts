@@ -33,8 +33,6 @@ import { isUpstreamOutage, upstreamFailure } from './upstream.js';
  */
 export class KoGenerator implements Generator {
   readonly service = 'ko';
-  readonly summary = 'A Go program built from its module at the requested version (from the Go module proxy) for every platform of the base image, laid out as ko does.';
-  readonly examples = ['ko/github.com/google/ko:latest', 'ko/golang.org/x/example/hello:latest'];
   private readonly store: ContentStore;
   private readonly config: Config;
   private readonly proxy: GoModuleProxy;

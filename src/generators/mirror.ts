@@ -32,8 +32,6 @@ const REMEMBERED_TAGS = 10_000;
  */
 export class MirrorGenerator implements Generator {
   readonly service = 'mirror';
-  readonly summary = 'An upstream image, pulled through and kept: busybox means docker.io/library/busybox; other registries by host name.';
-  readonly examples = ['mirror/busybox', 'mirror/ghcr.io/homebrew/core/hello:latest'];
   private readonly store: ContentStore;
   private readonly domain: string;
   /** Blob fetches in progress, by upstream repository and digest: settles when the blob is stored. */

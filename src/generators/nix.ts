@@ -35,8 +35,6 @@ type NixJob =
  */
 export class NixGenerator implements Generator {
   readonly service = 'nix';
-  readonly summary = 'An image of Nix packages from the operator\'s package set (nix/<pkg>/<pkg>, as Nixery names them), or of an output of the operator\'s flake (nix/flake--<attr>:<git ref>), built when pulled.';
-  readonly examples = ['nix/shell/git:latest', 'nix/flake--default:main'];
   private readonly store: ContentStore;
   private readonly config: Config;
   private readonly nix: NixTool;

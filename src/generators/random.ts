@@ -79,8 +79,6 @@ export function randomLayerTar(name: string, size: number, signal?: AbortSignal)
 /** `random`: a fresh image of random layers on every tag request. */
 export class RandomGenerator implements Generator {
   readonly service = 'random';
-  readonly summary = 'A new image of random layers on every pull: N layers of SIZE random bytes each, from a tag like 4x100 (default: one 10 MB layer).';
-  readonly examples = ['random/x:4x100', 'random/busybox:3x10mb'];
 
   /** Bytes of images being generated, all requests together (`KONTAIN_RANDOM_MAX_BYTES_AT_ONCE`). */
   private readonly generating: Semaphore;

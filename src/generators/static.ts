@@ -20,16 +20,13 @@ export interface StaticOptions {
  */
 export class StaticGenerator implements Generator {
   readonly service = 'static';
-  readonly summary = 'images from a directory of skopeo dir: copies and OCI layouts, served as they are on disk';
   readonly storeless = true;
-  readonly examples: string[];
   private readonly tree: StaticTree;
   private readonly prefix: string;
 
   constructor(options: StaticOptions) {
     this.tree = new StaticTree(options.root);
     this.prefix = options.prefix.replace(/^\/+|\/+$/g, '');
-    this.examples = [`static/${this.prefix ? `${this.prefix}/` : ''}<name>:<tag>`];
   }
 
   /** The name relative to the tree, or undefined when it lacks the prefix. */

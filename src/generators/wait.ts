@@ -98,9 +98,6 @@ interface WaitPayload {
  */
 export class WaitGenerator implements Generator {
   readonly service = SERVICE;
-  readonly summary =
-    'An image that appears only a while after you first ask for it: the first pull of wait/NAME:DURATION (a Go duration such as 30s or 1m30s, at most 1h; latest is 10s) starts the clock and says when to come back; after that you get 10 layers of 100 random bytes.';
-  readonly examples = ['wait/x:30s', 'wait/hello:1m30s'];
   private readonly store: ContentStore;
   private readonly facility: BuildFacility;
 

@@ -2,7 +2,7 @@ import express, { type Request, type Response, type NextFunction, type Express, 
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { ContentStore } from '../content/store.js';
-import type { Generator } from '../generators/generator.js';
+import type { Host } from '../generators/generator.js';
 import { RegistryError } from '../registry/errors.js';
 import { sendError } from './error-response.js';
 import { registryRouter } from '../registry/router.js';
@@ -17,7 +17,7 @@ import { buildLogRouter } from '../builds/log-route.js';
 export interface AppDependencies {
   config: Config;
   store: ContentStore;
-  generators: ReadonlyMap<string, Generator>;
+  generators: ReadonlyMap<string, Host>;
   log: Logger;
   /** Pass the one the store reports cache lookups to; without it the app makes its own. */
   metrics?: Metrics;

@@ -1,7 +1,7 @@
-import type { Generator } from '../generators/generator.js';
+import type { Host } from '../generators/generator.js';
 
 /** How a pull command names a host's image, in host form or path form. */
-export function pullReference(generator: Generator, example: string, domain: string, requestHost: string): string {
+export function pullReference(generator: Host, example: string, domain: string, requestHost: string): string {
   // Examples are written `service/repo:tag`; in host form the service moves into the host.
   if (domain) return `${generator.service}.${domain}/${example.slice(generator.service.length + 1)}`;
   return `${requestHost}/${example}`;
@@ -11,7 +11,7 @@ function escapeHTML(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-function section(generator: Generator, domain: string, requestHost: string): string {
+function section(generator: Host, domain: string, requestHost: string): string {
   const commands = generator.examples
     .map((example) => `<pre>docker pull ${escapeHTML(pullReference(generator, example, domain, requestHost))}</pre>`)
     .join('\n');
@@ -31,12 +31,12 @@ pre{background:#f4f4f4;padding:.5rem;overflow-x:auto}</style></head>
 }
 
 /** The page at `/` of one host. */
-export function serviceLandingPage(generator: Generator, domain: string, requestHost: string): string {
+export function serviceLandingPage(generator: Host, domain: string, requestHost: string): string {
   return page(`kontain: ${generator.service}`, `<h1>kontain: ${escapeHTML(generator.service)}</h1>\n${section(generator, domain, requestHost)}`);
 }
 
 /** The page at `/` of the bare domain (or localhost): every host. */
-export function indexLandingPage(generators: Iterable<Generator>, domain: string, requestHost: string): string {
+export function indexLandingPage(generators: Iterable<Host>, domain: string, requestHost: string): string {
   const sections = [...generators].map((g) => section(g, domain, requestHost)).join('\n');
   return page(
     'kontain',

@@ -31,18 +31,13 @@ export function notARegistry(domain: string): RegistryError {
  */
 export class VizHost implements Generator {
   readonly service = VIZ_SERVICE;
-  readonly summary = 'Not a registry but a web page that draws which layers a set of images share, as a graph.';
-  readonly examples: string[] = [];
-  readonly pageURL: string;
 
   constructor(
     readonly source: ImageGraphSource,
     readonly renderer: GraphRenderer,
     private readonly domain: string,
     readonly resolveOptions: ResolveOptions = {},
-  ) {
-    this.pageURL = vizPageURL(domain);
-  }
+  ) {}
 
   async manifest(): Promise<Descriptor> {
     throw notARegistry(this.domain);

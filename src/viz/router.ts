@@ -10,6 +10,7 @@ import { toDot, withDrawnFonts } from './dot.js';
 import { formatPlatform } from './format.js';
 import { buildGraph, resolveImages, type ImageGraph } from './graph.js';
 import { VIZ_SERVICE, VizHost, notARegistry } from './host.js';
+import { loadedGenerator } from '../generators/lazy.js';
 import { ClientGone, VizBusyError, VizLimitError } from './limits.js';
 import { OwnImages, ownRegistryNames } from './own-images.js';
 import { EXAMPLE_IMAGES, vizPage } from './page.js';
@@ -44,8 +45,8 @@ export interface VizRouterOptions {
  * content that other hosts put in the shared store. Passes everything else on.
  */
 export function vizRouter({ generators, domain, store }: VizRouterOptions): RequestHandler {
-  const viz = generators.get(VIZ_SERVICE);
-  if (!(viz instanceof VizHost)) return (_req, _res, next) => next();
+  const host = generators.get(VIZ_SERVICE);
+  if (!host) return (_req, _res, next) => next();
 
   return async (req: Request, res: Response, next: NextFunction) => {
     const hostService = serviceFromHost(req.headers.host, domain);
@@ -73,6 +74,9 @@ export function vizRouter({ generators, domain, store }: VizRouterOptions): Requ
     }
     const context = requestContext(req, res);
     try {
+      // The host's module (and Graphviz's worker pool) is loaded on its first page or drawing.
+      const viz = await loadedGenerator(host);
+      if (!(viz instanceof VizHost)) return next();
       if (route === '/') await page(viz, req, res, base, context);
       else await api(viz, req, res, route === '/graph.svg' ? 'svg' : 'json', context);
     } catch (err) {
