@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,15 +15,21 @@ const LOADED_ONLY_WHEN_USED = ['@google-cloud/storage', '@google-cloud/tasks', '
 
 const RECORD_IMPORTS = ['--import', fileURLToPath(new URL('./support/record-imports.js', import.meta.url))];
 
+// Hosts whose modules (bundle chunks named after them) load on their first request.
+const HOST_MODULES = ['nix', 'kaniko', 'ko', 'apko', 'flatten', 'estargz', 'static', 'mirror'];
+/** The bundle's chunk for a module imported on first use is named after its file: `./nix-AB12CD34.js`. */
+const loadsChunk = (imported: Set<string>, name: string) => [...imported].some((s) => new RegExp(`^\\./${name}-[A-Z0-9]+\\.js$`).test(s));
+
 const importedPackages = async (log: string) => new Set((await readFile(log, 'utf8')).split('\n').filter(Boolean));
 const loads = (imported: Set<string>, name: string) => [...imported].some((s) => s === name || s.startsWith(name + '/'));
 
-test('the production bundle serves a pullable image and loads no cloud client or Graphviz at start', { timeout: 120_000 }, async () => {
+test("the production bundle serves a pullable image and loads no cloud client, Graphviz or other host's module at start", { timeout: 120_000 }, async () => {
   const work = await mkdtemp(path.join(tmpdir(), 'kontain-startup-'));
   const importLog = path.join(work, 'imports.log');
   await writeFile(importLog, '');
+  await mkdir(path.join(work, 'static'));
   const server = await startServerProcess(
-    { KONTAIN_STORE: path.join(work, 'store'), KONTAIN_TEST_IMPORT_LOG: importLog },
+    { KONTAIN_STORE: path.join(work, 'store'), KONTAIN_TEST_IMPORT_LOG: importLog, KONTAIN_STATIC_ROOT: path.join(work, 'static') },
     { nodeArgs: RECORD_IMPORTS },
   );
   try {
@@ -44,6 +50,18 @@ test('the production bundle serves a pullable image and loads no cloud client or
 
     const imported = await importedPackages(importLog);
     for (const name of LOADED_ONLY_WHEN_USED) assert.ok(!loads(imported, name), `${name} was loaded by a server that does not use it`);
+    // The record sees the host that was pulled from, and no other host's module.
+    assert.ok(loadsChunk(imported, 'random'), `the record shows no random module: ${[...imported].join(', ')}`);
+    for (const name of HOST_MODULES) assert.ok(!loadsChunk(imported, name), `the ${name} host's module was loaded before any request for it`);
+    // The landing page describes every host without loading one.
+    const landing = await (await fetch(`${base}/`)).text();
+    for (const name of HOST_MODULES) assert.match(landing, new RegExp(`<h2>${name}</h2>`));
+    // A host's first request loads its module, and only its own.
+    const nix = await fetch(`${base}/v2/nix/hello/manifests/latest`);
+    assert.ok(nix.status >= 400 && nix.status < 500, `nix without a package set answers a client error, not ${nix.status}`);
+    const afterNix = await importedPackages(importLog);
+    assert.ok(loadsChunk(afterNix, 'nix'), 'the nix host was asked for a tag without loading its module');
+    for (const name of HOST_MODULES.filter((n) => n !== 'nix')) assert.ok(!loadsChunk(afterNix, name), `the ${name} host's module was loaded by a request for nix`);
     // startupMs is what a cold instance's first client waits for at least; it must be logged.
     assert.match(server.output(), /"startupMs":\d+/);
   } finally {

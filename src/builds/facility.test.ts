@@ -170,3 +170,37 @@ test('work handed on to later tasks (a build being polled) keeps one log, answer
   const text = await facility.logText(BuildFacility.idOf(job('p')));
   assert.match(text ?? '', /look 0\nlook 1\nlook 2\nkontain: built sha256:/);
 });
+
+test("a build task that arrives before its host's module is loaded here gets its runner from the kind's loader", async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'kontain-facility-'));
+  cleanup.push(() => rm(dir, { recursive: true, force: true }));
+  const store = new ContentStore(new FsBackend(dir));
+  const image = () => store.putManifest(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociManifest, config: {}, layers: [] })), MediaType.ociManifest);
+  // An instance starts the build (its queue holds the task) and goes away before running it.
+  const gone = new BuildFacility({ store, tasks: new EmbeddedTaskQueue(store.backend, { log }), holdMs: 0, failureTtlMs: 60_000, leaseTtlMs: 600_000, log });
+  gone.register('test', image);
+  assert.equal((await answer(gone.obtain(job('d'), { log }))).code, 'MANIFEST_UNKNOWN');
+
+  // This instance has not loaded the host whose module registers the runner: only its loader.
+  const tasks = new EmbeddedTaskQueue(store.backend, { log });
+  const here = new BuildFacility({ store, tasks, holdMs: 10_000, failureTtlMs: 60_000, leaseTtlMs: 600_000, log });
+  let loads = 0;
+  here.registerLoader('test', async () => {
+    loads++;
+    here.register('test', image);
+  });
+  const keepAlive = setInterval(() => undefined, 1000);
+  t.after(async () => {
+    clearInterval(keepAlive);
+    await tasks.stop();
+  });
+  await tasks.start();
+  let descriptor;
+  for (let i = 0; i < 400 && !descriptor; i++) {
+    descriptor = await here.obtain(job('d'), { log }).catch((err: RegistryError) => assert.equal(err.code, 'MANIFEST_UNKNOWN', err.message));
+    if (!descriptor) await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.ok(descriptor, 'the resumed task built the image');
+  assert.ok(await store.getManifest(descriptor.digest));
+  assert.equal(loads, 1);
+});
