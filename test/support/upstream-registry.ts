@@ -37,6 +37,8 @@ export interface UpstreamRegistry {
   /** Root of the filesystem storage driver. */
   storageDir: string;
   logPath: string;
+  /** The registry's process (benchmarks read its CPU time). */
+  pid: number;
   /** Where the registry keeps a blob's bytes on disk (to corrupt it in tests). */
   blobDataPath(digest: string): string;
   /** Requests the registry has logged as completed (routes it does not have are not logged). */
@@ -159,6 +161,7 @@ export async function startUpstreamRegistry(opts: UpstreamRegistryOptions = {}):
       url,
       storageDir,
       logPath,
+      pid: child.pid!,
       blobDataPath: (digest) => {
         const [algorithm, hex] = digest.split(':') as [string, string];
         return path.join(storageDir, 'docker/registry/v2/blobs', algorithm, hex.slice(0, 2), hex, 'data');
