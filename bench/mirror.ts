@@ -73,7 +73,6 @@ async function main() {
         const cpuBefore = await cpuSeconds(kontain.child.pid!);
         mirrorCold.push(await copy(source));
         mirrorColdCpu.push((await cpuSeconds(kontain.child.pid!)) - cpuBefore);
-        if (process.env.BENCH_CPU_SPLIT) console.log(`kontain after cold copy: /proc stat ${(await (await import("node:fs/promises")).readFile(`/proc/${kontain.child.pid}/stat`, "utf8")).split(") ")[1]!.split(" ").slice(11, 13).join(" ")} (utime stime, ticks)`);
         mirrorWarm.push(await copy(source));
       } finally {
         kontain.child.kill('SIGTERM');
