@@ -16,7 +16,7 @@ const LOADED_ONLY_WHEN_USED = ['@google-cloud/storage', '@google-cloud/tasks', '
 const RECORD_IMPORTS = ['--import', fileURLToPath(new URL('./support/record-imports.js', import.meta.url))];
 
 // Hosts whose modules (bundle chunks named after them) load on their first request.
-const HOST_MODULES = ['nix', 'kaniko', 'ko', 'apko', 'flatten', 'estargz', 'static', 'mirror'];
+const HOST_MODULES = ['nix', 'kaniko', 'buildpack', 'ko', 'apko', 'flatten', 'estargz', 'static', 'mirror'];
 /** The bundle's chunk for a module imported on first use is named after its file: `./nix-AB12CD34.js`. */
 const loadsChunk = (imported: Set<string>, name: string) => [...imported].some((s) => new RegExp(`^\\./${name}-[A-Z0-9]+\\.js$`).test(s));
 
