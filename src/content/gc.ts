@@ -3,7 +3,7 @@ import type { Config } from '../config.js';
 import { readObject, type ObjectInfo } from '../storage/backend.js';
 import { isSha256Digest } from '../oci/digest.js';
 import { ContentStore } from './store.js';
-import { removeAbandonedSpools } from '../oci/flatten.js';
+import { removeAbandonedSpools } from '../oci/flatten-spools.js';
 import { RepositoryLinks } from './links.js';
 import { BuildRecords, buildObjectExpired } from './build-records.js';
 import { StoreLeases } from './lease.js';

@@ -5,7 +5,6 @@ import { RegistryError } from '../registry/errors.js';
 import { createBuildFacility } from '../builds/index.js';
 import type { BuildFacility } from '../builds/facility.js';
 import type { Generator, GeneratorContext, TagRequest } from './generator.js';
-import { writeRandomImage } from './random.js';
 import { writeInFamily } from '../oci/family.js';
 import type { AcceptedTypes } from '../registry/accept.js';
 
@@ -107,7 +106,8 @@ export class WaitGenerator implements Generator {
     this.facility = context.builds ?? createBuildFacility(context);
     // Its own task name: Cloud Tasks shows `/_tasks/wait`, and tasks enqueued before wait
     // moved onto the facility (a placeholder's key and ready time) are recognised and dropped.
-    this.facility.register(SERVICE, (payload) => writeRandomImage(this.store, WAIT_IMAGE, parsePayload(payload).family), {
+    // random.js (and its tar writer) is imported when the work runs, not at start.
+    this.facility.register(SERVICE, async (payload) => (await import('./random.js')).writeRandomImage(this.store, WAIT_IMAGE, parsePayload(payload).family), {
       task: 'wait',
       isStale: (raw) => {
         const p = raw as { key?: unknown; readyAt?: unknown; attempt?: unknown } | null;

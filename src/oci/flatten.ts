@@ -31,7 +31,8 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { TarFormatError, TarReader, type TarHeader } from './estargz-tar.js';
 import { FlattenTree, FlattenError, isWhiteoutName, type TreeEntry } from './flatten-tree.js';
-import { ownedPrefix, removeAbandoned, type LeftoverSweep } from '../util/leftovers.js';
+import { ownedPrefix } from '../util/leftovers.js';
+import { SPOOL_PREFIX } from './flatten-spools.js';
 import { BudgetExceeded, type ContentBudget } from './content-budget.js';
 import { END_OF_ARCHIVE, encodeHeader, paddingFor, type OutputHeader } from './flatten-tar-writer.js';
 
@@ -275,15 +276,7 @@ interface SpoolFile {
   live: number;
 }
 
-const SPOOL_PREFIX = 'kontain-flatten-';
 
-/**
- * Deletes spool directories that crashed processes left in `dir` (default the temp
- * directory): those whose process is gone, and any untouched for `maxAgeMs`.
- */
-export function removeAbandonedSpools(maxAgeMs: number, options: { dir?: string; dryRun?: boolean } = {}): Promise<LeftoverSweep> {
-  return removeAbandoned(options.dir ?? tmpdir(), SPOOL_PREFIX, maxAgeMs, options);
-}
 
 /** Per-layer append-only files of regular-file payloads, in a private temp directory. */
 class Spool {
