@@ -21,7 +21,7 @@ import { gunzipSync } from 'node:zlib';
 import { APK_FIXTURES } from '../test/support/apk-fixtures.js';
 import { startApkRepository, type ApkRepositoryServer } from '../test/support/apk-repository.js';
 import { buildApk, buildIndex, makeTestKey } from '../test/support/apk-builder.js';
-import { mb, runBench, startServerProcess, timed } from './support.js';
+import { mb, median, runBench, startServerProcess, timed } from './support.js';
 
 const OCI = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
 const ROUNDS = 3;
@@ -41,7 +41,6 @@ interface BuiltLog {
   bytesFetched: number;
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 async function floor(repo: ApkRepositoryServer, packages: string[]): Promise<number> {
   const { seconds } = await timed(async () => {

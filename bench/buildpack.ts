@@ -23,7 +23,7 @@ import { request } from '../test/support/http.js';
 import { startUpstreamRegistry } from '../test/support/upstream-registry.js';
 import { startGitServer } from '../test/support/git-server.js';
 import { pushTestBuilder } from '../test/support/buildpack-builder.js';
-import { runBench, startServerProcess, timed } from './support.js';
+import { median, runBench, startServerProcess, timed } from './support.js';
 
 const run = promisify(execFile);
 const ACCEPT = { Accept: 'application/vnd.oci.image.manifest.v1+json' };
@@ -77,7 +77,7 @@ async function main() {
       cachedMs.sort((a, b) => a - b);
       console.log(`buildpack script alone (reference, clone + skopeo run image + creator): ${reference.seconds.toFixed(2)} s`);
       console.log(`buildpack cold build via kontain: ${cold.seconds.toFixed(2)} s  = ${(cold.seconds / reference.seconds).toFixed(2)}x the build alone`);
-      console.log(`buildpack cached manifest:        median ${cachedMs[Math.floor(cachedMs.length / 2)]!.toFixed(1)} ms, max ${cachedMs.at(-1)!.toFixed(1)} ms over ${CACHED_PULLS} pulls`);
+      console.log(`buildpack cached manifest:        median ${median(cachedMs).toFixed(1)} ms, max ${cachedMs.at(-1)!.toFixed(1)} ms over ${CACHED_PULLS} pulls`);
     } finally {
       child.kill('SIGTERM');
     }

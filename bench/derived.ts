@@ -17,13 +17,12 @@ import { promisify } from 'node:util';
 import { request } from '../test/support/http.js';
 import { startUpstreamRegistry, type UpstreamRegistry } from '../test/support/upstream-registry.js';
 import { layoutDir, pushOciLayout, tarLayer, writeOciLayout, type WrittenLayout } from '../test/support/upstream-images.js';
-import { mb, peakRss, runBench, startServerProcess, timed } from './support.js';
+import { mb, median, peakRss, runBench, startServerProcess, timed } from './support.js';
 
 const exec = promisify(execFile);
 const ROUNDS = 3;
 const LAYERS = 5;
 const HOSTS = ['flatten', 'estargz'] as const;
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 /**
  * Files shaped like a real image's: mostly text-like data that gzip shrinks about 2-3x, a

@@ -22,14 +22,13 @@ import { request } from '../test/support/http.js';
 import { startUpstreamRegistry } from '../test/support/upstream-registry.js';
 import { startGitServer } from '../test/support/git-server.js';
 import { pushBusyboxBase } from '../test/support/busybox-image.js';
-import { runBench, startServerProcess, timed } from './support.js';
+import { median, runBench, startServerProcess, timed } from './support.js';
 import { lsRemote as lsRemoteNative } from '../src/git/ls-remote.js';
 
 const run = promisify(execFile);
 const ACCEPT = { Accept: 'application/vnd.oci.image.manifest.v1+json' };
 const CACHED_PULLS = 20;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 async function main() {
   const work = await mkdtemp(path.join(process.env.BENCH_DIR ?? tmpdir(), 'kontain-bench-kaniko-'));
@@ -120,10 +119,8 @@ async function main() {
         if (cached.result.headers['docker-content-digest'] !== cold.result.headers['docker-content-digest']) throw new Error('the pull by commit gave another image');
         byCommitMs.push(cached.seconds * 1000);
       }
-      byCommitMs.sort((a, b) => a - b);
       const lsRemote: number[] = [];
       for (let i = 0; i < 5; i++) lsRemote.push((await timed(() => run('git', ['ls-remote', `${git.base}/bench/app`]))).seconds * 1000);
-      lsRemote.sort((a, b) => a - b);
       // The listing as kontain reads it natively, alone: git daemon forks upload-pack for
       // each connection, so this is the floor of a pull by branch against this server.
       const [gitHost, gitPort] = git.host.split(':');
@@ -131,8 +128,7 @@ async function main() {
       for (let i = 0; i < CACHED_PULLS; i++) {
         native.push((await timed(() => lsRemoteNative({ url: new URL(`${git.base}/bench/app`), address: gitHost!, port: Number(gitPort), timeoutMs: 30_000, maxBytes: 1 << 20 }))).seconds * 1000);
       }
-      native.sort((a, b) => a - b);
-      const nativeMedian = native[Math.floor(native.length / 2)]!;
+      const nativeMedian = median(native);
       const list = (values: number[]) => values.map((v) => v.toFixed(2)).join(', ');
       console.log(`buildah bud alone (reference): median ${reference.seconds.toFixed(2)} s of ${ROUNDS} (${list(referenceSeconds)})`);
       console.log(`kaniko cold build via kontain:  median ${coldMedian.toFixed(2)} s of ${ROUNDS} (${list(coldSeconds)})  = ${(coldMedian / reference.seconds).toFixed(2)}x buildah alone (target ≤ 1.3x)`);
@@ -143,7 +139,7 @@ async function main() {
       console.log(`  kontain's own time per cold pull (all but buildah bud): median ${ownMedian.toFixed(2)} s of ${ROUNDS} (${list(ownSeconds)}) = ${((reference.seconds + ownMedian) / reference.seconds).toFixed(2)}x buildah alone with buildah's time as in the reference`);
       console.log(`  of which, in the last round: buildah bud ${budSeconds.toFixed(2)} s, reading its OCI layout into the store ${importSeconds.toFixed(2)} s, the rest of the build task ${(taskSeconds - budSeconds - importSeconds).toFixed(2)} s, before the task (ref listing, fetch, base pin, queue) ${(cold.seconds - taskSeconds).toFixed(2)} s`);
       console.log(`kaniko cached manifest:         median ${cachedMedian.toFixed(1)} ms, max ${cachedMs.at(-1)!.toFixed(1)} ms over ${CACHED_PULLS} pulls (target ≤ 50 ms)`);
-      console.log(`  by full commit (no ls-remote): median ${byCommitMs[Math.floor(byCommitMs.length / 2)]!.toFixed(1)} ms; git ls-remote alone: median ${lsRemote[2]!.toFixed(1)} ms`);
+      console.log(`  by full commit (no ls-remote): median ${median(byCommitMs).toFixed(1)} ms; git ls-remote alone: median ${median(lsRemote).toFixed(1)} ms`);
       console.log(`  the ref listing read natively, alone (git daemon's floor): median ${nativeMedian.toFixed(1)} ms; kontain's own share of a pull by branch: ${(cachedMedian - nativeMedian).toFixed(1)} ms`);
     } finally {
       child.kill('SIGTERM');

@@ -20,7 +20,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { startUpstreamRegistry } from '../test/support/upstream-registry.js';
 import { layoutDir, pushOciLayout, tarLayer, writeOciLayout } from '../test/support/upstream-images.js';
-import { cpuSeconds, runBench, startServerProcess, timed } from './support.js';
+import { cpuSeconds, median, runBench, startServerProcess, timed } from './support.js';
 import { availableParallelism } from 'node:os';
 
 const exec = promisify(execFile);
@@ -30,7 +30,6 @@ const BASELINE_CPU_PER_GB = 7.25;
 const LAYERS = 4;
 const LAYER_BYTES = 50_000_000;
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 async function main() {
   const work = await mkdtemp(path.join(process.env.BENCH_DIR ?? tmpdir(), 'kontain-bench-mirror-'));

@@ -20,11 +20,10 @@ import { writeNixImage } from '../src/nix/image.js';
 import { NixTool } from '../src/nix/tool.js';
 import { exec } from '../test/support/tools.js';
 import { nixEnvironment } from '../test/support/nix-fixtures.js';
-import { mb, runBench, startServerProcess, timed } from './support.js';
+import { mb, median, runBench, startServerProcess, timed } from './support.js';
 
 const LEAVES = 199;
 const ROUNDS = 3;
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 const PACKAGE_SET = `let
   system = builtins.currentSystem;

@@ -15,16 +15,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mb, peakRss, runBench, startServerProcess, timed } from './support.js';
+import { mb, median, peakRss, runBench, startServerProcess, timed } from './support.js';
 
 const exec = promisify(execFile);
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const ROUNDS = 3;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
 async function floor(bytes: number, dir: string): Promise<number> {
   const chunk = randomFillSync(Buffer.allocUnsafe(1 << 20));

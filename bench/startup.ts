@@ -16,10 +16,9 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BUNDLE_ENTRY } from '../test/support/server-process.js';
 import { freePort } from '../test/support/upstream-registry.js';
-import { mb, runBench } from './support.js';
+import { mb, median, runBench } from './support.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 /** Spawns `node <args>` with PORT set and polls /v2/ until it answers 200. */
 async function timeToFirstAnswer(args: string[], env: Record<string, string>): Promise<{ ms: number; rss: number }> {

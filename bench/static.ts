@@ -20,7 +20,7 @@ import { exportNginx } from '../src/static/nginx.js';
 import { startNginx } from '../test/support/nginx.js';
 import { oneLayerImage, writeDirCopy } from '../test/support/static-tree.js';
 import { freePort } from '../test/support/upstream-registry.js';
-import { runBench } from './support.js';
+import { median, runBench } from './support.js';
 import { fileURLToPath } from 'node:url';
 
 const exec = promisify(execFile);
@@ -28,7 +28,6 @@ const ROUNDS = 5;
 const SECONDS = 5;
 const BLOB_BYTES = 100_000_000;
 const sha256 = (data: Buffer) => 'sha256:' + createHash('sha256').update(data).digest('hex');
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 /** A skopeo `dir:` copy written directly: one 100 MB layer, its config and manifest. */
 async function writeTree(root: string): Promise<{ manifest: string; blob: string }> {

@@ -8,6 +8,9 @@ export async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number;
   return { seconds: Number(process.hrtime.bigint() - start) / 1e9, result };
 }
 
+/** The middle value (the upper of the two middles for an even count). */
+export const median = (values: readonly number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
 export const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
 /** CPU seconds (user + system) a process has used so far (Linux /proc, USER_HZ = 100). */
