@@ -141,6 +141,18 @@ function endsWithFlush(buffer: Buffer): boolean {
   return offset === buffer.length && last === 0;
 }
 
+/**
+ * The commit a ref listing gives `name` as a branch, else as a tag (the peeled commit of an
+ * annotated tag before the tag object), with what it named; undefined when it is neither.
+ */
+export function branchOrTagCommit(refs: ReadonlyMap<string, string>, name: string): { commit: string; via: string } | undefined {
+  const branch = refs.get(`refs/heads/${name}`);
+  if (branch) return { commit: branch, via: `branch ${name}` };
+  const tag = refs.get(`refs/tags/${name}^{}`) ?? refs.get(`refs/tags/${name}`);
+  if (tag) return { commit: tag, via: `tag ${name}` };
+  return undefined;
+}
+
 /** The refs of a v0 advertisement; over HTTP it starts with `# service=git-upload-pack` and a flush. */
 export function parseAdvertisement(buffer: Buffer, smartHttp: boolean, what: string): Map<string, string> {
   const refs = new Map<string, string>();

@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AddressPolicy } from '../remote/address-safety.js';
 import { runProcess } from '../util/run-process.js';
-import { lsRemote, LsRemoteNotFound } from './ls-remote.js';
+import { branchOrTagCommit, lsRemote, LsRemoteNotFound } from './ls-remote.js';
 
 /** The repository or revision does not exist, or the server refused it. */
 export class GitSourceNotFound extends Error {
@@ -83,10 +83,8 @@ export class GitSource {
       if (!head) throw new GitSourceNotFound(`${url} has no default branch (HEAD)`);
       return { commit: head, via: 'default branch' };
     }
-    const branch = refs.get(`refs/heads/${revision}`);
-    if (branch) return { commit: branch, via: `branch ${revision}` };
-    const tag = refs.get(`refs/tags/${revision}^{}`) ?? refs.get(`refs/tags/${revision}`);
-    if (tag) return { commit: tag, via: `tag ${revision}` };
+    const named = branchOrTagCommit(refs, revision);
+    if (named) return named;
     if (SHORT_COMMIT.test(revision)) {
       const matches = new Set([...refs.values()].filter((commit) => commit.startsWith(revision)));
       if (matches.size === 1) return { commit: [...matches][0]!, via: `commit ${revision}` };

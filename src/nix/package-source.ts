@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { fileURLToPath } from 'node:url';
 import { RegistryError } from '../registry/errors.js';
-import { lsRemote, LsRemoteNotFound } from '../git/ls-remote.js';
+import { branchOrTagCommit, lsRemote, LsRemoteNotFound } from '../git/ls-remote.js';
 import { runProcess } from '../util/run-process.js';
 
 export type PackageSource = { kind: 'git'; url: string; ref?: string } | { kind: 'expression'; text: string };
@@ -100,17 +100,12 @@ export class PackageSets {
 export async function resolveGitTag(url: string, name: string, timeoutMs: number): Promise<{ commit: string; via: string }> {
   if (FULL_COMMIT.test(name)) return { commit: name, via: `commit ${name.slice(0, 7)}` };
   const refs = await listRefs(url, timeoutMs);
-  const candidates: Array<[string, string]> =
-    name === 'HEAD'
-      ? [['HEAD', 'default branch']]
-      : [
-          [`refs/heads/${name}`, `branch ${name}`],
-          [`refs/tags/${name}^{}`, `tag ${name}`],
-          [`refs/tags/${name}`, `tag ${name}`],
-        ];
-  for (const [ref, via] of candidates) {
-    const commit = refs.get(ref);
-    if (commit) return { commit, via };
+  if (name === 'HEAD') {
+    const head = refs.get('HEAD');
+    if (head) return { commit: head, via: 'default branch' };
+  } else {
+    const found = branchOrTagCommit(refs, name);
+    if (found) return found;
   }
   throw new RegistryError('MANIFEST_UNKNOWN', name === 'HEAD' ? `${url} has no default branch (HEAD)` : `${url} has no branch or tag ${name} (a commit is named by its full 40-character hash)`);
 }
