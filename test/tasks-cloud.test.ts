@@ -2,7 +2,6 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../src/config.js';
@@ -10,6 +9,7 @@ import { createLogger } from '../src/server/logging.js';
 import { startServer, type RunningServer } from '../src/server/serve.js';
 import { startFakeCloudTasks, type FakeCloudTasks } from './support/fake-cloud-tasks.js';
 import { registryError, request, type HttpResult } from './support/http.js';
+import { freePort } from './support/upstream-registry.js';
 import { pullWaitImage } from './support/wait-image.js';
 
 const QUEUE = 'projects/test-project/locations/us-central1/queues/kontain';
@@ -31,15 +31,6 @@ let otherKey: KeyObject;
 let oidcServer: CloudServer;
 let secretServer: CloudServer;
 let work: string;
-
-/** A port that was free a moment ago: the service must know its own URL before it listens. */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 async function startCloudKontain(env: Record<string, string>, publicPem: string): Promise<CloudServer> {
   const port = await freePort();
