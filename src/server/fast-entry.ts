@@ -7,6 +7,7 @@ import { parseRegistryPath } from '../registry/paths.js';
 import type { RequestLogFields } from '../registry/router.js';
 import { resolveService, type ServiceTarget } from '../registry/services.js';
 import { sendError } from './error-response.js';
+import { VIZ_SERVICE } from '../viz/host.js';
 import { clientIp, requestProtocol } from './forwarded.js';
 import { startRequestLog } from './logging.js';
 import type { Metrics } from './metrics.js';
@@ -22,7 +23,7 @@ export interface FastEntryOptions {
 }
 
 /** Hosts whose `/v2/` requests only Express answers: viz refuses them in its own router. */
-const EXPRESS_ONLY = new Set(['viz']);
+const EXPRESS_ONLY = new Set([VIZ_SERVICE]);
 /** Characters of a manifest path kontain can serve; anything else (odd encodings, fragments) is left to Express. */
 const PLAIN_PATH = /^\/v2\/[A-Za-z0-9._\-/:%@+~]+$/;
 
