@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Request, Response, NextFunction, RequestHandler } from 'express';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Counter, Histogram, Registry } from 'prom-client';
 import type { RequestLogFields } from '../registry/router.js';
 import { responseBytes } from './response-bytes.js';
 
@@ -24,7 +24,6 @@ export function setTasksPendingSource(fn: TasksPendingSource): () => void {
 
 /** One app's metrics. Each app has its own registry, so several servers in one process (tests) never clash. */
 export interface Metrics {
-  readonly registry: Registry;
   /** Counts requests and bytes by service and status once a response is done. Mount after the request logger. */
   readonly middleware: RequestHandler;
   /** What the middleware does, for a response answered before Express: `fields` is read once it is done. */
@@ -35,46 +34,48 @@ export interface Metrics {
   observeGeneration(service: string, seconds: number): void;
   /** A ContentStore.cached lookup, by the pointer's service. */
   countCacheLookup(service: string, result: 'hit' | 'miss'): void;
+  /** Loads prom-client now rather than on first use (the server calls this once it has started). */
+  load(): Promise<void>;
 }
 
-export function createMetrics(): Metrics {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+interface Instruments {
+  registry: Registry;
+  requests: Counter<'service' | 'status'>;
+  bytesServed: Counter<'service'>;
+  generation: Histogram<'service'>;
+  cache: Counter<'service' | 'result'>;
+}
 
-  const requests = new Counter({
-    name: 'kontain_requests_total',
-    help: 'HTTP requests by service (host) and status; 499 means the client went away first.',
-    labelNames: ['service', 'status'] as const,
-    registers: [registry],
-  });
-  const bytesServed = new Counter({
-    name: 'kontain_bytes_served_total',
-    help: 'Response body bytes sent by the app, by service (blobs redirected to a bucket are not counted).',
-    labelNames: ['service'] as const,
-    registers: [registry],
-  });
-  const generation = new Histogram({
-    name: 'kontain_generation_seconds',
-    help: 'Time to answer a manifest request by tag, by service: building the image, or finding it cached.',
-    labelNames: ['service'] as const,
-    // From cache hits (milliseconds) to source builds (minutes).
-    buckets: [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
-    registers: [registry],
-  });
-  const cache = new Counter({
-    name: 'kontain_cache_total',
-    help: 'Lookups of cached images (pointers), by service and result (hit or miss).',
-    labelNames: ['service', 'result'] as const,
-    registers: [registry],
-  });
-  new Gauge({
-    name: 'kontain_tasks_pending',
-    help: 'Delayed tasks waiting to run.',
-    registers: [registry],
-    async collect() {
-      this.set(tasksPendingSource ? await tasksPendingSource() : 0);
-    },
-  });
+/**
+ * The metrics, with prom-client (and the Node modules it loads: zlib, https, cluster, ...,
+ * about a fifth of a cold start) loaded on first use instead of at start. What is counted
+ * before it is loaded waits in order and is applied as it loads; a scrape waits for it too,
+ * so /metrics never misses a count.
+ */
+export function createMetrics(): Metrics {
+  let instruments: Instruments | undefined;
+  let loading: Promise<Instruments> | undefined;
+  const waiting: Array<(use: Instruments) => void> = [];
+
+  const load = (): Promise<Instruments> =>
+    // `.default`: prom-client is CommonJS; the bundle's chunk of it exports module.exports alone.
+    (loading ??= import('prom-client').then(
+      ({ default: client }) => {
+        instruments = createInstruments(client);
+        for (const apply of waiting.splice(0)) apply(instruments);
+        return instruments;
+      },
+      (err: unknown) => {
+        loading = undefined; // the next use tries again
+        throw err;
+      },
+    ));
+  const use = (apply: (use: Instruments) => void): void => {
+    if (instruments) return apply(instruments);
+    waiting.push(apply);
+    // A failure to load is the scrape's to report; the counts wait for a load that succeeds.
+    if (!loading) load().catch(() => undefined);
+  };
 
   const track = (res: ServerResponse, fields: () => RequestLogFields | undefined): void => {
     const bytesSent = responseBytes(res);
@@ -84,10 +85,12 @@ export function createMetrics(): Metrics {
       done = true;
       // The router fills the request-log fields; read them only now, when they are set.
       const service = fields()?.service ?? NO_SERVICE;
-      const status = res.writableFinished ? res.statusCode : 499; // as the request log counts it
-      requests.inc({ service, status: String(status) });
+      const status = String(res.writableFinished ? res.statusCode : 499); // as the request log counts it
       const bytes = bytesSent();
-      if (bytes > 0) bytesServed.inc({ service }, bytes);
+      use(({ requests, bytesServed }) => {
+        requests.inc({ service, status });
+        if (bytes > 0) bytesServed.inc({ service }, bytes);
+      });
     };
     res.on('finish', record);
     res.on('close', record);
@@ -99,19 +102,65 @@ export function createMetrics(): Metrics {
   };
 
   const handler = (_req: Request, res: Response, next: NextFunction): void => {
-    registry.metrics().then((text) => {
-      res.setHeader('Content-Type', registry.contentType);
-      res.setHeader('Cache-Control', 'no-store');
-      res.end(text);
-    }, next);
+    load()
+      .then(({ registry }) =>
+        registry.metrics().then((text) => {
+          res.setHeader('Content-Type', registry.contentType);
+          res.setHeader('Cache-Control', 'no-store');
+          res.end(text);
+        }),
+      )
+      .catch(next);
   };
 
   return {
-    registry,
     middleware,
     track,
     handler,
-    observeGeneration: (service, seconds) => generation.observe({ service }, seconds),
-    countCacheLookup: (service, result) => cache.inc({ service, result }),
+    observeGeneration: (service, seconds) => use(({ generation }) => generation.observe({ service }, seconds)),
+    countCacheLookup: (service, result) => use(({ cache }) => cache.inc({ service, result })),
+    load: () => load().then(() => undefined),
+  };
+}
+
+function createInstruments({ Counter, Gauge, Histogram, Registry, collectDefaultMetrics }: typeof import('prom-client')): Instruments {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  new Gauge({
+    name: 'kontain_tasks_pending',
+    help: 'Delayed tasks waiting to run.',
+    registers: [registry],
+    async collect() {
+      this.set(tasksPendingSource ? await tasksPendingSource() : 0);
+    },
+  });
+  return {
+    registry,
+    requests: new Counter({
+      name: 'kontain_requests_total',
+      help: 'HTTP requests by service (host) and status; 499 means the client went away first.',
+      labelNames: ['service', 'status'] as const,
+      registers: [registry],
+    }),
+    bytesServed: new Counter({
+      name: 'kontain_bytes_served_total',
+      help: 'Response body bytes sent by the app, by service (blobs redirected to a bucket are not counted).',
+      labelNames: ['service'] as const,
+      registers: [registry],
+    }),
+    generation: new Histogram({
+      name: 'kontain_generation_seconds',
+      help: 'Time to answer a manifest request by tag, by service: building the image, or finding it cached.',
+      labelNames: ['service'] as const,
+      // From cache hits (milliseconds) to source builds (minutes).
+      buckets: [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+      registers: [registry],
+    }),
+    cache: new Counter({
+      name: 'kontain_cache_total',
+      help: 'Lookups of cached images (pointers), by service and result (hit or miss).',
+      labelNames: ['service', 'result'] as const,
+      registers: [registry],
+    }),
   };
 }
