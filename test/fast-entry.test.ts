@@ -1,5 +1,6 @@
 /**
- * The fast entry (src/server/fast-entry.ts) answers manifest GET/HEAD in front of Express.
+ * The fast entry (src/server/fast-entry.ts) answers the base route and manifest GET/HEAD
+ * in front of Express.
  * These tests ask one server the same questions through that entry and through the Express
  * app alone (a second listener on the same app, store and logger), and require the same
  * status line, headers (Date aside, in the same order), body and request log line, and
@@ -206,9 +207,21 @@ test('static host by tag and by digest, and forwarded client headers, are logged
   assert.equal(missing.status, 404);
 });
 
-test('everything but manifest GET/HEAD reaches Express: the base route, blobs, a bad name, a push', async () => {
+test('the base route, GET and HEAD, with and without its slash or a query: same answer and log line as Express', async () => {
+  for (const [method, urlPath] of [['GET', '/v2/'], ['HEAD', '/v2/'], ['GET', '/v2'], ['GET', '/v2/?probe=1']] as const) {
+    const answer = await same(method, urlPath, {});
+    assert.equal(answer.status, 200);
+    assert.equal(header(answer, 'docker-distribution-api-version'), 'registry/2.0');
+    assert.equal(header(answer, 'content-type'), 'application/json');
+    assert.equal(answer.body, method === 'GET' ? '{}' : '');
+    assert.equal(answer.log.service, undefined);
+  }
+});
+
+test('everything but the base route and manifest GET/HEAD reaches Express: blobs, a bad name, a push', async () => {
   for (const [method, urlPath] of [
-    ['GET', '/v2/'],
+    ['POST', '/v2/'],
+    ['GET', '/v2//'],
     ['HEAD', `/v2/${mirrorRepo}/app/blobs/${single.images[0]!.config.digest}`],
     ['GET', '/v2/Not_A_Name/manifests/v1'],
     ['GET', '/v2/nosuchhost/x/manifests/v1'],

@@ -1,24 +1,28 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Generator } from '../generators/generator.js';
-import type { ManifestServer } from '../registry/manifests.js';
+import { sendBytes, type ManifestServer } from '../registry/manifests.js';
 import { checkName } from '../registry/names.js';
 import { parseRegistryPath } from '../registry/paths.js';
 import type { RequestLogFields } from '../registry/router.js';
-import { resolveService, type ServiceTarget } from '../registry/services.js';
+import { resolveService, serviceFromHost, type ServiceTarget } from '../registry/services.js';
 import { sendError } from './error-response.js';
 import { VIZ_SERVICE } from '../viz/host.js';
 import { clientIp, requestProtocol } from './forwarded.js';
 import { startRequestLog } from './logging.js';
 import type { Metrics } from './metrics.js';
 
-export interface FastEntryOptions {
-  generators: ReadonlyMap<string, Generator>;
+/** What answering the base route needs: the start gate (start-gate.ts) answers it before the rest is loaded. */
+export interface BaseRouteOptions {
   domain: string;
   /** Google Cloud project, for the log's trace names. */
   project?: string;
   log: Logger;
   metrics: Metrics;
+}
+
+export interface FastEntryOptions extends BaseRouteOptions {
+  generators: ReadonlyMap<string, Generator>;
   manifests: ManifestServer;
 }
 
@@ -33,10 +37,35 @@ interface ManifestRoute {
   reference: string;
 }
 
+const BASE_BODY = Buffer.from('{}');
+
 /**
- * The server's request entry: manifest GET and HEAD, the requests pulls repeat most,
- * are answered here on node:http; everything else goes to the Express app. Express's
- * routing costs several times what serving a cached manifest does (measured: a bare
+ * `GET`/`HEAD /v2/` (or `/v2`, any query) on a host that serves the registry API: the
+ * version check every client starts with, and what a starting server answers first.
+ */
+export function isBaseRoute(req: IncomingMessage, domain: string): boolean {
+  if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+  const url = req.url ?? '';
+  const query = url.indexOf('?');
+  const path = query === -1 ? url : url.slice(0, query);
+  if (path !== '/v2/' && path !== '/v2') return false;
+  const service = serviceFromHost(req.headers.host, domain);
+  return service === undefined || !EXPRESS_ONLY.has(service);
+}
+
+/** The base route's answer, as the registry router gives it: `{}`, with the request log line and metrics. */
+export function answerBaseRoute(req: IncomingMessage, res: ServerResponse, { log, project, metrics }: BaseRouteOptions): void {
+  const fields: RequestLogFields = {};
+  startRequestLog(log, project, req, res, fields, () => clientIp(req));
+  metrics.track(res, () => fields);
+  res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+  sendBytes(res, req, 200, BASE_BODY, 'application/json');
+}
+
+/**
+ * The server's request entry: the base route, and manifest GET and HEAD, the requests
+ * pulls repeat most, are answered here on node:http; everything else goes to the
+ * Express app. Express's routing costs several times what serving a cached manifest does (measured: a bare
  * one-route Express 5 app answers about a tenth of node:http's requests per second).
  * The answer is the Express path's own: the same request log line, metrics, links checks,
  * negotiation, headers and error bodies (ManifestServer, startRequestLog, Metrics.track,
@@ -66,6 +95,10 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
   };
 
   return (req: IncomingMessage, res: ServerResponse) => {
+    if (isBaseRoute(req, options.domain)) {
+      answerBaseRoute(req, res, options);
+      return;
+    }
     const found = route(req);
     if (!found) {
       app(req, res);
