@@ -1,11 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
-import { startServerProcess } from './support/server-process.js';
+import { BUNDLE_ENTRY, startServerProcess } from './support/server-process.js';
+import { freePort } from './support/upstream-registry.js';
+import { request, type HttpResult } from './support/http.js';
 import { skopeoCopy } from './support/tools.js';
 import { startFakeGcs } from './support/fake-gcs.js';
 
@@ -87,6 +91,73 @@ test('a server with a gs:// store does load the GCS client (the import record se
   } finally {
     server.child.kill('SIGTERM');
     await gcs.close();
+    await rm(work, { recursive: true, force: true });
+  }
+});
+
+/** The bundle's chunks that hold a package (esbuild marks each bundled file with a `// node_modules/<path>` line). */
+async function chunksOf(pkg: string): Promise<string[]> {
+  const dir = path.dirname(BUNDLE_ENTRY);
+  const chunks: string[] = [];
+  for (const file of await readdir(dir)) {
+    if (file.endsWith('.js') && (await readFile(path.join(dir, file), 'utf8')).includes(`\n// node_modules/${pkg}/`)) chunks.push(`./${file}`);
+  }
+  return chunks;
+}
+
+test('the bundle answers GET /v2/ before it loads Express, prom-client or the hosts; other requests wait for them, then are answered', { timeout: 120_000 }, async () => {
+  const work = await mkdtemp(path.join(tmpdir(), 'kontain-startup-'));
+  const importLog = path.join(work, 'imports.log');
+  const release = path.join(work, 'release');
+  await writeFile(importLog, '');
+  const deferred = { express: await chunksOf('express'), 'prom-client': await chunksOf('prom-client') };
+  for (const [pkg, chunks] of Object.entries(deferred)) assert.ok(chunks.length > 0, `no bundle chunk holds ${pkg}`);
+  const port = await freePort();
+  const child = spawn(process.execPath, [...RECORD_IMPORTS, BUNDLE_ENTRY, 'serve'], {
+    // The import of the rest of the server (assemble.ts) waits until the test creates `release`.
+    env: { ...process.env, PORT: String(port), KONTAIN_STORE: path.join(work, 'store'), KONTAIN_TEST_IMPORT_LOG: importLog, KONTAIN_TEST_HOLD_IMPORT: `assemble:${release}` },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = once(child, 'exit');
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    let check: HttpResult | undefined;
+    while (!check) {
+      assert.equal(child.exitCode, null, `the server exited: ${output}`);
+      check = await request(`${base}/v2/`).catch(() => undefined);
+      if (!check) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(check.status, 200);
+    assert.equal(check.headers['docker-distribution-api-version'], 'registry/2.0');
+    assert.equal(check.body.toString(), '{}');
+    const atFirstAnswer = await importedPackages(importLog);
+    assert.ok(loadsChunk(atFirstAnswer, 'assemble'), `the server did not start loading the rest: ${[...atFirstAnswer].join(', ')}`);
+    for (const [pkg, chunks] of Object.entries(deferred)) {
+      assert.ok(!chunks.some((chunk) => atFirstAnswer.has(chunk)), `${pkg} was loaded before the server answered GET /v2/`);
+    }
+    assert.ok(!loadsChunk(atFirstAnswer, 'random'), 'a host module was loaded at start');
+    // Requests only the rest answers wait for it: not failed, not answered before it is there.
+    let answered = false;
+    const health = request(`${base}/healthz`).then((res) => ((answered = true), { status: res.status, body: res.body.toString() }));
+    const manifest = request(`${base}/v2/random/gate/manifests/1x10`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    // The base route is still answered while they wait.
+    assert.equal((await request(`${base}/v2/`)).status, 200);
+    assert.equal(answered, false, '/healthz was answered before Express was loaded');
+    await writeFile(release, '');
+    assert.deepEqual(await health, { status: 200, body: 'ok\n' });
+    const made = await manifest;
+    assert.equal(made.status, 200);
+    assert.equal((JSON.parse(made.body.toString()) as { layers: unknown[] }).layers.length, 1);
+    const afterwards = await importedPackages(importLog);
+    assert.ok(deferred.express.some((chunk) => afterwards.has(chunk)), 'Express was not loaded for /healthz');
+    assert.match(output, /"message":"kontain serving"/);
+  } finally {
+    // A server stops once it has started: let it finish starting.
+    await writeFile(release, '');
+    child.kill('SIGTERM');
+    await exited;
     await rm(work, { recursive: true, force: true });
   }
 });

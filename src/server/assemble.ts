@@ -1,0 +1,65 @@
+import type { RequestListener } from 'node:http';
+import type { Express } from 'express';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import { ContentStore } from '../content/store.js';
+import { createGenerators } from '../generators/index.js';
+import { createBuildFacility } from '../builds/index.js';
+import type { StorageBackend } from '../storage/backend.js';
+import { createApp } from './app.js';
+import { fastEntry } from './fast-entry.js';
+import { ManifestServer } from '../registry/manifests.js';
+import type { Metrics } from './metrics.js';
+import { buildLifetimes, removeCrashLeftovers, startPeriodicGc, type PeriodicGc } from '../content/gc.js';
+import { createTaskEndpoint, createTaskQueue, type TaskEndpointDependencies } from '../tasks/index.js';
+import type { TaskQueue } from '../tasks/queue.js';
+
+/** Everything behind the server's listener, assembled once it listens (see start-gate.ts). */
+export interface Assembled {
+  /** The request entry: the fast entry in front of the Express app. */
+  entry: RequestListener;
+  app: Express;
+  store: ContentStore;
+  tasks: TaskQueue;
+  /** Starts periodic garbage collection and the task queue; returns what stops the collection. */
+  start(): Promise<PeriodicGc>;
+}
+
+/** Wires backend → content store → generators → app, over a store that has passed its probe. */
+export async function assembleServer(
+  config: Config,
+  backend: StorageBackend,
+  log: Logger,
+  metrics: Metrics,
+  dependencies: { tasks?: TaskEndpointDependencies },
+): Promise<Assembled> {
+  const store = new ContentStore(backend, {
+    manifestCacheBytes: config.manifestCacheBytes,
+    pointerTTLms: config.ttlSeconds * 1000,
+    leaseTTLms: config.leaseTTLSeconds * 1000,
+    onCacheLookup: metrics.countCacheLookup,
+  });
+  // What a crashed predecessor left (partial uploads, flatten spools) goes before any new work.
+  const leftovers = await removeCrashLeftovers(store, config.gcGraceSeconds * 1000);
+  if (leftovers.removed > 0) log.info({ removed: leftovers.removed, bytes: leftovers.bytes }, 'removed crash leftovers');
+  const tasks = await createTaskQueue(config, backend, log);
+  try {
+    const builds = createBuildFacility({ store, config, log, tasks });
+    const generators = createGenerators({ store, config, log, tasks, builds });
+    const taskEndpoint = await createTaskEndpoint(config, tasks, log, dependencies.tasks);
+    const app = createApp({ config, store, generators, log, metrics, taskEndpoint, builds });
+    // Cached manifest GET/HEAD are answered in front of Express (fast-entry.ts).
+    const manifests = new ManifestServer({ store, onGeneration: metrics.observeGeneration });
+    const entry = fastEntry(app, { generators, domain: config.domain, project: config.project, log, metrics, manifests });
+    const start = async () => {
+      const gc = startPeriodicGc(store, { intervalMs: config.gcIntervalSeconds * 1000, graceMs: config.gcGraceSeconds * 1000, ...buildLifetimes(config), log });
+      // The embedded queue runs overdue tasks at once, and their images should be servable as they appear.
+      await tasks.start();
+      return gc;
+    };
+    return { entry, app, store, tasks, start };
+  } catch (err) {
+    await tasks.stop();
+    throw err;
+  }
+}
