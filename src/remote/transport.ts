@@ -8,10 +8,9 @@
  * authentication are the client's business.
  */
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import type https from 'node:https';
 import type { LookupFunction, Socket } from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
-import { rootCertificates } from 'node:tls';
 import type { AddressPolicy } from './address-safety.js';
 import { UnsafeAddressError } from './address-safety.js';
 import { UpstreamError } from './errors.js';
@@ -51,16 +50,30 @@ export interface UpstreamResponse {
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
+interface Tls {
+  https: typeof https;
+  agent: https.Agent;
+}
+
 export class Transport {
   private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-  private readonly httpsAgent: https.Agent;
+  /**
+   * node:https and its agent, loaded for the first https request: loading TLS costs a
+   * process that starts per client (the image proxies) about 10 ms, and a plain-HTTP
+   * upstream (a registry on loopback) never needs it.
+   */
+  private tls?: Promise<Tls>;
   /** Sockets that finished connecting (and TLS); a reused one needs no connect timer. */
   private readonly connected = new WeakSet<Socket>();
 
-  constructor(private readonly options: TransportOptions) {
-    // Node's `ca` replaces the default roots, so extra ones go alongside them.
-    const ca = options.ca?.length ? [...rootCertificates, ...options.ca] : undefined;
-    this.httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 64, ...(ca ? { ca } : {}) });
+  constructor(private readonly options: TransportOptions) {}
+
+  private loadTls(): Promise<Tls> {
+    return (this.tls ??= Promise.all([import('node:https'), import('node:tls')]).then(([{ default: https }, { rootCertificates }]) => {
+      // Node's `ca` replaces the default roots, so extra ones go alongside them.
+      const ca = this.options.ca?.length ? [...rootCertificates, ...this.options.ca] : undefined;
+      return { https, agent: new https.Agent({ keepAlive: true, maxSockets: 64, ...(ca ? { ca } : {}) }) };
+    }));
   }
 
   async send(request: SendRequest): Promise<UpstreamResponse> {
@@ -83,7 +96,7 @@ export class Transport {
 
   close(): void {
     this.httpAgent.destroy();
-    this.httpsAgent.destroy();
+    void this.tls?.then(({ agent }) => agent.destroy());
   }
 
   /**
@@ -123,6 +136,7 @@ export class Transport {
       );
     }
     const pinned = await this.options.policy.resolve(registry, hostname, port);
+    const tls = secure ? await this.loadTls() : undefined;
     // Connect to the address that was checked, whatever DNS says next; Host and SNI keep the name.
     const lookup = ((_host: string, opts: { all?: boolean }, callback: (...args: unknown[]) => void) => {
       if (opts?.all) callback(null, [{ address: pinned.address, family: pinned.family }]);
@@ -142,14 +156,14 @@ export class Transport {
       // Too slow once it answered: not retried, as a retry would only be as slow again.
       const tooSlow = (message: string) => new UpstreamError({ registry, status: 0, code: 'TIMEOUT', message });
 
-      const req = (secure ? https : http).request({
+      const req = (tls ? tls.https : http).request({
         method,
         protocol: url.protocol,
         hostname,
         port,
         path: url.pathname + url.search,
         headers: { 'User-Agent': this.options.userAgent, ...headers },
-        agent: secure ? this.httpsAgent : this.httpAgent,
+        agent: tls ? tls.agent : this.httpAgent,
         lookup,
         ...(secure ? { servername: isIpLiteral(hostname) ? undefined : hostname } : {}),
       });
