@@ -189,7 +189,9 @@ def json_layers(argv, ref):
     started = time.monotonic()
     proxy = JsonProxy(argv)
     proxy.call('Initialize')
+    initialized = time.monotonic() - started
     img = proxy.call('OpenImage', ref)['value']
+    opened = time.monotonic() - started
     _reply, data, finish = proxy.call_piped('GetManifest', img)
     manifest = json.loads(data['bytes'])
     total = 0
@@ -203,7 +205,7 @@ def json_layers(argv, ref):
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     # The proxy is the only child reaped in between: its CPU time, user and system.
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {'bytes': total, 'layers': len(manifest['layers']), 'seconds': time.monotonic() - started, 'cpu_seconds': cpu, 'exit': code}
+    return {'bytes': total, 'layers': len(manifest['layers']), 'seconds': time.monotonic() - started, 'initialize_seconds': initialized, 'open_seconds': opened, 'cpu_seconds': cpu, 'exit': code}
 
 
 def http_scenario(argv, steps):
