@@ -69,7 +69,7 @@ test("the production bundle serves a pullable image and loads no cloud client, G
     // startupMs is what a cold instance's first client waits for at least; it must be logged.
     assert.match(server.output(), /"startupMs":\d+/);
   } finally {
-    server.child.kill('SIGTERM');
+    await server.stop(); // its import hook may still write to the import log in `work`
     await rm(work, { recursive: true, force: true });
   }
 });
@@ -89,7 +89,7 @@ test('a server with a gs:// store does load the GCS client (the import record se
     assert.ok(loads(imported, '@google-cloud/storage'), `the record shows no GCS client: ${[...imported].join(', ')}`);
     assert.ok(!loads(imported, '@google-cloud/tasks'), 'the Cloud Tasks client was loaded without Cloud Tasks configured');
   } finally {
-    server.child.kill('SIGTERM');
+    await server.stop(); // its import hook may still write to the import log in `work`
     await gcs.close();
     await rm(work, { recursive: true, force: true });
   }
