@@ -24,9 +24,10 @@ export interface RunningServer {
 }
 
 /**
- * Checks the store, listens, then loads and wires the rest (assemble.ts) while the start
- * gate answers `GET /v2/` and holds every other request until it is ready. Resolves once
- * all of it is; rejects (a StartupError for what an operator can fix) if any part fails.
+ * Listens, then probes the store and loads and wires the rest (assemble.ts) while the
+ * start gate answers `GET /v2/` and holds every other request until all of it is ready.
+ * Resolves once it is; rejects (a StartupError for what an operator can fix, such as a
+ * store that cannot be used) if any part fails, and the server is closed again.
  */
 export async function startServer(
   config: Config,
@@ -36,11 +37,12 @@ export async function startServer(
   dependencies: { tasks?: TaskEndpointDependencies } = {},
 ): Promise<RunningServer> {
   const backend = await createBackend(config);
-  try {
-    await probeStore(backend);
-  } catch (err) {
+  // Nothing that uses the store runs before the probe has passed: the gate holds every
+  // request but the base route until then (and until the rest is loaded, alongside).
+  const probed = probeStore(backend).catch((err: unknown) => {
     throw new StartupError(`KONTAIN_STORE (${backend.description}) cannot be used: ${(err as Error).message}`);
-  }
+  });
+  probed.catch(() => undefined); // awaited after listen; a failure is reported there
   // One metrics registry per server: the store and the app report to the same one.
   const metrics = createMetrics();
   const gate = startGate({ domain: config.domain, project: config.project, log, metrics });
@@ -65,7 +67,7 @@ export async function startServer(
     });
   let assembled;
   try {
-    const { assembleServer } = await import('./assemble.js');
+    const [{ assembleServer }] = await Promise.all([import('./assemble.js'), probed]);
     assembled = await assembleServer(config, backend, log, metrics, dependencies);
   } catch (err) {
     gate.fail();

@@ -4,11 +4,12 @@ import { sendError } from './error-response.js';
 import { answerBaseRoute, isBaseRoute, type BaseRouteOptions } from './fast-entry.js';
 
 /**
- * The server's request listener while it starts. The server listens as soon as its store
- * is known to work; Express, the content store, the hosts and the task queue load after
- * that (about two thirds of a cold start's JavaScript). Meanwhile the base route
- * (`GET /v2/`, what clients and start checks ask first) is answered here, and every
- * other request waits for the full entry and is then handed to it as if just arrived.
+ * The server's request listener while it starts. The server listens first; its store's
+ * probe runs, and Express, the content store, the hosts and the task queue load (about
+ * two thirds of a cold start's JavaScript), after that. Meanwhile the base route
+ * (`GET /v2/`, what clients and start checks ask first, which needs no store) is answered
+ * here, and every other request waits for the full entry and is then handed to it as if
+ * just arrived.
  */
 export interface StartGate {
   readonly listener: RequestListener;
