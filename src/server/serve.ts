@@ -71,7 +71,8 @@ export async function startServer(
     assembled = await assembleServer(config, backend, log, metrics, dependencies);
   } catch (err) {
     gate.fail();
-    await closeServer();
+    // Not awaited: a held connection kept alive after its 503 would delay the exit by its idle timeout.
+    void closeServer();
     throw err;
   }
   gate.open(assembled.entry);
