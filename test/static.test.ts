@@ -2,6 +2,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { cp, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { setTimeout as delay } from 'node:timers/promises';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { startKontain, type TestServer } from './support/kontain.js';
@@ -225,6 +226,36 @@ describe('static host only', () => {
     }
     assert.deepEqual((await tags()).tags, ['oci', 'v2s2']);
     assert.equal((await request(`${kontain.url}/v2/static/app/manifests/x-added`)).status, 404);
+  });
+
+  test('a kept manifest changed on disk is seen soon after, without a restart', async () => {
+    const file = path.join(tree.root, 'app', 'x-settled', 'manifest.json');
+    const url = `${kontain.url}/v2/static/app/manifests/x-settled`;
+    await cp(path.join(tree.root, 'app', 'oci'), path.join(tree.root, 'app', 'x-settled'), { recursive: true });
+    try {
+      // Files changed in the last two seconds are read again on every request; once older,
+      // a kept manifest is vouched for by a stat taken at most once a second (RECHECK_MS).
+      await delay(2100);
+      const before = await fileDigest('app', 'x-settled', 'manifest.json');
+      // The first reads the repository again (a new tag); the second is vouched for by a stat.
+      for (let i = 0; i < 2; i++) assert.equal((await request(url)).headers['docker-content-digest'], before);
+      const rewritten = Buffer.from(JSON.stringify(await manifestOf('app', 'x-settled', 'manifest.json'), null, 1));
+      assert.notEqual(sha256(rewritten), before);
+      await writeFile(file, rewritten);
+      for (;;) {
+        const res = await request(url);
+        const digest = res.headers['docker-content-digest'];
+        if (digest === sha256(rewritten)) {
+          assert.equal(sha256(res.body), digest);
+          break;
+        }
+        assert.equal(digest, before, 'until the change is seen, the kept manifest is served whole');
+        assert.equal(sha256(res.body), before);
+        await delay(50);
+      }
+    } finally {
+      await rm(path.join(tree.root, 'app', 'x-settled'), { recursive: true });
+    }
   });
 
   test('KONTAIN_STATIC_PREFIX names every image under the prefix, with host routing too', async () => {

@@ -7,6 +7,12 @@ import { isCurrent, isCurrentNow, readRepository, type Stamp, type StaticReposit
 
 /** Manifest bytes held for repositories read recently; older ones are read again when asked for. */
 const CACHE_BYTES = 64 * 1024 * 1024;
+/**
+ * How long a stat that found a kept manifest's file unchanged vouches for it: a manifest
+ * served from the kept view may be up to this old. A stat per request was a quarter of a
+ * cached manifest's time (bench/static); one per file per second costs nothing.
+ */
+export const RECHECK_MS = 1000;
 
 /** What a lookup found in a repository, and the files whose stats vouch that it still holds. */
 export interface Found<T> {
@@ -19,9 +25,10 @@ export interface Found<T> {
  * while the files it was read from are unchanged, so edits, new tags and `hardlink` runs
  * are seen without a restart. A request that finds what it wants in the kept view checks
  * only the file that put it there (one stat: a tag's manifest.json, a layout's
- * index.json); anything else (a miss, a tag list) checks every directory and file the
- * view was read from, and reads the repository again when one changed. The one stat of a
- * hit is synchronous (see isCurrentNow): a root on a network file system is not supported.
+ * index.json), and no more than once per RECHECK_MS; anything else (a miss, a tag list)
+ * checks every directory and file the view was read from, and reads the repository again
+ * when one changed. The one stat of a hit is synchronous (see isCurrentNow): a root on a
+ * network file system is not supported.
  */
 export class StaticTree {
   private readonly cache = new LRUCache<string, StaticRepository>({
@@ -34,6 +41,8 @@ export class StaticTree {
    * one round of stats answers many requests (stats were the largest cost per manifest).
    */
   private readonly checks = new SingleFlight<boolean>();
+  /** When each kept view's source was last found unchanged (performance.now()). */
+  private readonly verified = new WeakMap<Stamp, number>();
 
   /** The root every file is read inside of. */
   readonly confined: ConfinedRoot;
@@ -47,6 +56,15 @@ export class StaticTree {
 
   private current(key: string, stamps: readonly Stamp[]): Promise<boolean> {
     return this.checks.run(key, () => isCurrent(stamps));
+  }
+
+  /** isCurrentNow, trusted for RECHECK_MS after it last said yes. */
+  private stillCurrent(sources: readonly Stamp[]): boolean {
+    const now = performance.now();
+    if (sources.every((s) => now - (this.verified.get(s) ?? -Infinity) < RECHECK_MS)) return true;
+    if (!isCurrentNow(sources)) return false;
+    for (const s of sources) this.verified.set(s, now);
+    return true;
   }
 
   /**
@@ -73,7 +91,7 @@ export class StaticTree {
   async lookup<T>(name: string, find: (repo: StaticRepository) => Found<T> | undefined): Promise<{ value?: T } | undefined> {
     const cached = this.cache.get(name);
     const hit = cached && find(cached);
-    if (hit && isCurrentNow(hit.sources)) return { value: hit.value };
+    if (hit && this.stillCurrent(hit.sources)) return { value: hit.value };
     const repo = await this.repository(name);
     return repo && { value: find(repo)?.value };
   }
