@@ -17,6 +17,7 @@ import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/server/logging.js';
 import { startServer, type RunningServer } from '../src/server/serve.js';
 import { MediaType } from '../src/oci/mediatypes.js';
+import { ManifestServer } from '../src/registry/manifests.js';
 import { startUpstreamRegistry, type UpstreamRegistry } from './support/upstream-registry.js';
 import { layoutDir, pushOciLayout, tarLayer, writeOciLayout, type WrittenLayout } from './support/upstream-images.js';
 import { skopeoCopy } from './support/tools.js';
@@ -35,6 +36,8 @@ let mirrorRepo: string;
 const lines: Array<Record<string, unknown>> = [];
 /** Requests the Express app has handled. */
 let expressCalls = 0;
+/** URLs answered with a ready answer (ManifestServer.answerNow), in order. */
+const answeredNow: string[] = [];
 let ports: { entry: number; express: number };
 
 before(async () => {
@@ -61,6 +64,12 @@ before(async () => {
     KONTAIN_LOG_LEVEL: 'info',
   });
   const log = createLogger(config.logLevel, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const answerNow = ManifestServer.prototype.answerNow;
+  ManifestServer.prototype.answerNow = function (this: ManifestServer, ...args: Parameters<typeof answerNow>) {
+    const answer = answerNow.apply(this, args);
+    if (answer) answeredNow.push(args[0].url!);
+    return answer;
+  };
   kontain = await startServer(config, log, '127.0.0.1');
   // Express's app function looks up app.handle on every call: counting there sees every request it gets.
   const app = kontain.app as typeof kontain.app & { handle: (...args: unknown[]) => unknown };
@@ -216,6 +225,37 @@ test('the base route, GET and HEAD, with and without its slash or a query: same 
     assert.equal(answer.body, method === 'GET' ? '{}' : '');
     assert.equal(answer.log.service, undefined);
   }
+});
+
+test('kept static manifests are ready answers, alike to what Express answers: GET and HEAD, by tag and digest', async () => {
+  const byTag = '/v2/static/app/manifests/v1';
+  // Files changed in the last two seconds are read again on every request (StaticTree):
+  // a ready answer comes once the tree is older than that.
+  for (;;) {
+    await ask(ports.entry, 'GET', byTag, { accept: ALL });
+    if (answeredNow.includes(byTag)) break;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  for (const method of ['GET', 'HEAD'] as const) {
+    const answered = answeredNow.length;
+    const tagged = await same(method, byTag, { accept: ALL });
+    assert.equal(tagged.status, 200);
+    const digest = header(tagged, 'docker-content-digest')!;
+    const byDigest = await same(method, `/v2/static/app/manifests/${digest}`, { accept: MediaType.dockerManifest });
+    assert.equal(byDigest.status, 200);
+    assert.equal(header(byDigest, 'docker-content-digest'), digest);
+    // Warm-up and entry requests of both: four ready answers.
+    assert.deepEqual(answeredNow.slice(answered), [byTag, byTag, `/v2/static/app/manifests/${digest}`, `/v2/static/app/manifests/${digest}`]);
+  }
+  // What a ready answer cannot decide goes the whole way, alike: a type the client does
+  // not take, and If-None-Match.
+  const answered = answeredNow.length;
+  const refused = await same('GET', byTag, { accept: 'application/x-nothing' });
+  assert.equal(refused.status, 404);
+  const tagged = await same('GET', byTag);
+  const unchanged = await same('GET', byTag, { accept: ALL, 'if-none-match': header(tagged, 'etag')! });
+  assert.equal(unchanged.status, 304);
+  assert.deepEqual(answeredNow.slice(answered), [byTag, byTag]);
 });
 
 test('everything but the base route and manifest GET/HEAD reaches Express: blobs, a bad name, a push', async () => {

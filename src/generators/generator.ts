@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { ContentStore } from '../content/store.js';
 import type { Link } from '../content/links.js';
 import type { AcceptedTypes } from '../registry/accept.js';
+import type { Reference } from '../registry/names.js';
 import type { Descriptor, StoredManifest } from '../oci/types.js';
 import type { ByteRange } from '../storage/backend.js';
 import type { Config } from '../config.js';
@@ -64,6 +65,12 @@ export interface Generator {
    * (the generator vouches that the repository has it, e.g. by asking the upstream).
    */
   fetchManifest?(repository: string, digest: string, log: Logger): Promise<StoredManifest | undefined>;
+  /**
+   * What manifest or fetchManifest would answer for a tag or digest, when the host holds
+   * it ready in memory and current (no I/O to wait for); undefined to ask them instead.
+   * Asked of storeless hosts by the fast entry, so a repeated pull is answered at once.
+   */
+  manifestNow?(repository: string, reference: Reference): StoredManifest | undefined;
   /**
    * A blob that is not in the store yet, or not yet linked to this repository. `linked` is
    * set when an image served under the repository references the blob, with its size: the

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Link } from '../content/links.js';
+import type { Reference } from '../registry/names.js';
 import type { BlobSource, Generator, Host, HostDescription, TagPage, TagRequest } from './generator.js';
 
 /** A host as known at start: its name and description, and how to make its generator. */
@@ -23,6 +24,8 @@ export class LazyHost implements Host {
   readonly pageURL?: string;
   readonly storeless?: boolean;
   private loading?: Promise<Generator>;
+  /** The generator once loaded, for the synchronous manifestNow. */
+  private loaded?: Generator;
 
   constructor(private readonly options: LazyHostOptions) {
     this.service = options.service;
@@ -34,10 +37,13 @@ export class LazyHost implements Host {
 
   /** The generator, loaded on the first call; a failed load is tried again on the next. */
   load(): Promise<Generator> {
-    this.loading ??= this.options.load().catch((err: unknown) => {
-      this.loading = undefined;
-      throw err;
-    });
+    this.loading ??= this.options.load().then(
+      (generator) => (this.loaded = generator),
+      (err: unknown) => {
+        this.loading = undefined;
+        throw err;
+      },
+    );
     return this.loading;
   }
 
@@ -47,6 +53,11 @@ export class LazyHost implements Host {
 
   async fetchManifest(repository: string, digest: string, log: Logger) {
     return (await this.load()).fetchManifest?.(repository, digest, log);
+  }
+
+  /** Nothing before the module is loaded: the first request loads it through manifest or fetchManifest. */
+  manifestNow(repository: string, reference: Reference) {
+    return this.loaded?.manifestNow?.(repository, reference);
   }
 
   async fetchBlob(repository: string, digest: string, log: Logger, linked?: Link): Promise<BlobSource | undefined> {

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { StoredManifest } from '../oci/types.js';
 import { ACTIONABLE_STATUS, RegistryError } from '../registry/errors.js';
+import type { Reference } from '../registry/names.js';
 import type { ByteRange } from '../storage/backend.js';
 import { StaticTree, type Found } from '../static/tree.js';
 import { TreeProblem } from '../static/confined.js';
@@ -49,13 +50,7 @@ export class StaticGenerator implements Generator {
   }
 
   async manifest(request: TagRequest): Promise<StoredManifest> {
-    const found = await this.lookup<SourcedManifest | Broken>(request.repository, (repo) => {
-      const tag = repo.tags.get(request.tag);
-      const manifest = tag && repo.manifests.get(tag.digest);
-      if (manifest) return { value: manifest, sources: [tag.source] };
-      const broken = repo.brokenTags.get(request.tag) ?? repo.problems[0];
-      return broken && { value: broken, sources: [broken.source] };
-    });
+    const found = await this.lookup(request.repository, byTag(request.tag));
     if (found && 'problem' in found) throw unservable(`${request.repository}:${request.tag}`, found.problem);
     if (!found) {
       throw new RegistryError('MANIFEST_UNKNOWN', `no tag ${JSON.stringify(request.tag)} in ${request.repository}`, { detail: { tag: request.tag } });
@@ -64,14 +59,16 @@ export class StaticGenerator implements Generator {
   }
 
   async fetchManifest(repository: string, digest: string): Promise<StoredManifest | undefined> {
-    const found = await this.lookup<SourcedManifest | Broken>(repository, (repo) => {
-      const manifest = repo.manifests.get(digest);
-      if (manifest) return sourced(manifest);
-      const broken = repo.brokenManifests.get(digest);
-      return broken && { value: broken, sources: [broken.source] };
-    });
+    const found = await this.lookup(repository, byDigest(digest));
     if (found && 'problem' in found) throw unservable(`${repository}@${digest}`, found.problem);
     return found;
+  }
+
+  /** A manifest the kept view holds and still vouches for; anything else (broken ones too) is left to the async methods. */
+  manifestNow(repository: string, reference: Reference): StoredManifest | undefined {
+    const relative = this.relative(repository);
+    const found = relative && this.tree.lookupNow(relative, reference.tag !== undefined ? byTag(reference.tag) : byDigest(reference.digest));
+    return found && !('problem' in found) ? found : undefined;
   }
 
   async fetchBlob(repository: string, digest: string, _log: Logger): Promise<BlobSource | undefined> {
@@ -110,6 +107,25 @@ const treeError = (what: string) => (err: unknown): never => {
 };
 
 const sourced = (manifest: SourcedManifest | undefined): Found<SourcedManifest> | undefined => manifest && { value: manifest, sources: [manifest.source] };
+
+type ManifestFinder = (repo: StaticRepository) => Found<SourcedManifest | Broken> | undefined;
+
+/** A tag's manifest, vouched for by the tag's own file; or why the tag (or the repository) cannot be served. */
+const byTag = (tag: string): ManifestFinder => (repo) => {
+  const pointer = repo.tags.get(tag);
+  const manifest = pointer && repo.manifests.get(pointer.digest);
+  if (manifest) return { value: manifest, sources: [pointer.source] };
+  const broken = repo.brokenTags.get(tag) ?? repo.problems[0];
+  return broken && { value: broken, sources: [broken.source] };
+};
+
+/** A manifest of the repository by digest, or why it cannot be served. */
+const byDigest = (digest: string): ManifestFinder => (repo) => {
+  const manifest = repo.manifests.get(digest);
+  if (manifest) return sourced(manifest);
+  const broken = repo.brokenManifests.get(digest);
+  return broken && { value: broken, sources: [broken.source] };
+};
 
 /** One page of a sorted tag list: the tags after `last`, at most `n`, and where the next page starts. */
 export function pageOf(sorted: string[], page: { n?: number; last?: string }): TagPage {

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { validateHeaderValue, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { ContentStore } from '../content/store.js';
 import type { Generator } from '../generators/generator.js';
@@ -6,9 +6,21 @@ import { isIndexType } from '../oci/mediatypes.js';
 import type { ImageIndex, StoredManifest } from '../oci/types.js';
 import { AcceptedTypes } from './accept.js';
 import { RegistryError } from './errors.js';
-import { parseReference } from './names.js';
+import { parseReference, type Reference } from './names.js';
 import { selectPlatform } from './platform.js';
 import type { ServiceTarget } from './services.js';
+
+/** The header every registry answer carries (the router and the fast entry set it first). */
+export const API_VERSION_HEADER = ['Docker-Distribution-API-Version', 'registry/2.0'] as const;
+
+/**
+ * A manifest's 200 answer, made once per manifest: the headers in the order serve()
+ * sets them (API_VERSION_HEADER first), as writeHead's flat list, and the body.
+ */
+export interface ReadyAnswer {
+  headers: readonly string[];
+  body: Buffer;
+}
 
 export interface ManifestServerOptions {
   store: ContentStore;
@@ -32,7 +44,39 @@ export interface ManifestRequest {
  * answer byte for byte. Errors are thrown as RegistryErrors for the caller to render.
  */
 export class ManifestServer {
+  /** Ready answers by manifest, kept as long as the host keeps the manifest; null for none. */
+  private readonly ready = new WeakMap<StoredManifest, ReadyAnswer | null>();
+
   constructor(private readonly options: ManifestServerOptions) {}
+
+  /**
+   * serve()'s 200 answer when the generator holds the manifest ready (manifestNow) and no
+   * decision needs more than that: a storeless host, a tag whose manifest the client
+   * accepts as it is, no If-None-Match. Undefined otherwise (or for a reference that is
+   * not valid), and serve() answers. Counts as serve() does for the generation metric.
+   */
+  answerNow(req: IncomingMessage, generator: Generator, target: ServiceTarget, reference: string): ReadyAnswer | undefined {
+    if (!generator.storeless || !generator.manifestNow || req.headers['if-none-match'] !== undefined) return undefined;
+    let ref: Reference;
+    try {
+      ref = parseReference(reference);
+    } catch {
+      return undefined;
+    }
+    const started = performance.now();
+    const manifest = generator.manifestNow(target.repository, ref);
+    if (!manifest) return undefined;
+    if (ref.tag !== undefined) {
+      if (!AcceptedTypes.fromHeaders(req.headers.accept).accepts(manifest.mediaType)) return undefined;
+      this.options.onGeneration?.(generator.service, (performance.now() - started) / 1000);
+    }
+    let answer = this.ready.get(manifest);
+    if (answer === undefined) {
+      answer = readyAnswer(manifest);
+      this.ready.set(manifest, answer);
+    }
+    return answer ?? undefined;
+  }
 
   async serve(req: IncomingMessage, res: ServerResponse, request: ManifestRequest): Promise<void> {
     const { generator, target, log } = request;
@@ -105,6 +149,23 @@ export class ManifestServer {
     if (manifest) await store.links.addManifest(generator.service, target.repository, manifest);
     return manifest;
   }
+}
+
+/** Null when a header would not be valid (a media type from a file may hold anything): serve() answers that. */
+function readyAnswer(manifest: StoredManifest): ReadyAnswer | null {
+  try {
+    validateHeaderValue('Content-Type', manifest.mediaType);
+  } catch {
+    return null;
+  }
+  const headers = [
+    ...API_VERSION_HEADER,
+    'Docker-Content-Digest', manifest.digest,
+    'ETag', `"${manifest.digest}"`,
+    'Content-Type', manifest.mediaType,
+    'Content-Length', String(manifest.bytes.length),
+  ];
+  return { headers, body: manifest.bytes };
 }
 
 /** Small bodies: exact bytes, exact type, length on HEAD too. */

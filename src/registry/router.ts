@@ -13,7 +13,7 @@ import { checkDigest, checkName } from './names.js';
 import { parseRegistryPath } from './paths.js';
 import { parseRange } from './range.js';
 import { resolveService, type ServiceTarget } from './services.js';
-import { ManifestServer, sendBytes } from './manifests.js';
+import { API_VERSION_HEADER, ManifestServer, sendBytes } from './manifests.js';
 import { pageTags } from './tags.js';
 
 export interface RegistryOptions {
@@ -43,7 +43,7 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
   const manifests = new ManifestServer({ store, onGeneration: options.onGeneration });
 
   async function handle(req: Request, res: Response): Promise<void> {
-    res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+    res.setHeader(...API_VERSION_HEADER);
     const path = parseRegistryPath(req.path);
     const log: Logger = res.locals.log;
     const fields: RequestLogFields = res.locals.fields;

@@ -1,7 +1,7 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Generator } from '../generators/generator.js';
-import { sendBytes, type ManifestServer } from '../registry/manifests.js';
+import { API_VERSION_HEADER, sendBytes, type ManifestServer, type ReadyAnswer } from '../registry/manifests.js';
 import { checkName } from '../registry/names.js';
 import { parseRegistryPath } from '../registry/paths.js';
 import type { RequestLogFields } from '../registry/router.js';
@@ -94,6 +94,22 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
     }
   };
 
+  /**
+   * A manifest answer made once (ManifestServer.answerNow), written with one call. It is a
+   * 200, or a 499 if the client has gone: both logged at info level, so with that level off
+   * there is no line to prepare.
+   */
+  const sendReady = (req: IncomingMessage, res: ServerResponse, ready: ReadyAnswer, target: ServiceTarget, reference: string): void => {
+    const body = req.method === 'HEAD' ? undefined : ready.body;
+    if (log.isLevelEnabled('info')) {
+      const fields: RequestLogFields = { service: target.service, repository: target.repository, reference };
+      startRequestLog(log, project, req, res, fields, () => clientIp(req));
+    }
+    metrics.countAnswer(res, target.service, body?.length ?? 0);
+    res.writeHead(200, ready.headers as string[]);
+    res.end(body);
+  };
+
   return (req: IncomingMessage, res: ServerResponse) => {
     if (isBaseRoute(req, options.domain)) {
       answerBaseRoute(req, res, options);
@@ -106,15 +122,20 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
     }
     const { target, reference } = found;
     const url = req.url!;
+    const generator = options.generators.get(target.service)!;
+    const ready = manifests.answerNow(req, generator, target, reference);
+    if (ready) {
+      sendReady(req, res, ready, target, reference);
+      return;
+    }
     // In the order Express's middleware runs: request log, then metrics.
     const fields: RequestLogFields = {};
     const requestLog = startRequestLog(log, project, req, res, fields, () => clientIp(req));
     metrics.track(res, () => fields);
-    res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+    res.setHeader(...API_VERSION_HEADER);
     fields.service = target.service;
     fields.repository = target.repository;
     fields.reference = reference;
-    const generator = options.generators.get(target.service)!;
     const baseUrl = `${requestProtocol(req)}://${req.headers.host ?? 'localhost'}`;
     manifests
       .serve(req, res, { generator, target, reference, log: requestLog, baseUrl })

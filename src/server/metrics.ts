@@ -28,6 +28,8 @@ export interface Metrics {
   readonly middleware: RequestHandler;
   /** What the middleware does, for a response answered before Express: `fields` is read once it is done. */
   track(res: ServerResponse, fields: () => RequestLogFields | undefined): void;
+  /** What track counts, for a response written in one call whose body length (`bytes`) is known beforehand. */
+  countAnswer(res: ServerResponse, service: string, bytes: number): void;
   /** `GET /metrics` in the Prometheus text format. */
   readonly handler: RequestHandler;
   /** Time a generator took to answer a tag (cache hits included). */
@@ -96,6 +98,17 @@ export function createMetrics(): Metrics {
     res.on('close', record);
   };
 
+  // One listener: 'close' follows 'finish' on every response (once), and writableFinished tells them apart.
+  const countAnswer = (res: ServerResponse, service: string, bytes: number): void => {
+    res.on('close', () => {
+      const status = String(res.writableFinished ? res.statusCode : 499);
+      use(({ requests, bytesServed }) => {
+        requests.inc({ service, status });
+        if (bytes > 0) bytesServed.inc({ service }, bytes);
+      });
+    });
+  };
+
   const middleware = (_req: Request, res: Response, next: NextFunction): void => {
     track(res, () => res.locals.fields as RequestLogFields | undefined);
     next();
@@ -116,6 +129,7 @@ export function createMetrics(): Metrics {
   return {
     middleware,
     track,
+    countAnswer,
     handler,
     observeGeneration: (service, seconds) => use(({ generation }) => generation.observe({ service }, seconds)),
     countCacheLookup: (service, result) => use(({ cache }) => cache.inc({ service, result })),

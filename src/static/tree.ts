@@ -89,10 +89,16 @@ export class StaticTree {
    * else from a fully checked one. Undefined when there is no such repository.
    */
   async lookup<T>(name: string, find: (repo: StaticRepository) => Found<T> | undefined): Promise<{ value?: T } | undefined> {
-    const cached = this.cache.get(name);
-    const hit = cached && find(cached);
-    if (hit && this.stillCurrent(hit.sources)) return { value: hit.value };
+    const kept = this.lookupNow(name, find);
+    if (kept !== undefined) return { value: kept };
     const repo = await this.repository(name);
     return repo && { value: find(repo)?.value };
+  }
+
+  /** What `find` finds in the kept view when its sources still vouch for it, without waiting on anything; else undefined. */
+  lookupNow<T>(name: string, find: (repo: StaticRepository) => Found<T> | undefined): T | undefined {
+    const cached = this.cache.get(name);
+    const hit = cached && find(cached);
+    return hit && this.stillCurrent(hit.sources) ? hit.value : undefined;
   }
 }
