@@ -1,4 +1,5 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Generator } from '../generators/generator.js';
 import { API_VERSION_HEADER, sendBytes, type ManifestServer, type ReadyAnswer } from '../registry/manifests.js';
@@ -30,6 +31,12 @@ export interface FastEntryOptions extends BaseRouteOptions {
 const EXPRESS_ONLY = new Set([VIZ_SERVICE]);
 /** Characters of a manifest path kontain can serve; anything else (odd encodings, fragments) is left to Express. */
 const PLAIN_PATH = /^\/v2\/[A-Za-z0-9._\-/:%@+~]+$/;
+/**
+ * Manifest routes read before, by Host and URL: pulls repeat the same few, and reading one
+ * again (decoding, the route and name patterns) was a measurable share of a ready answer.
+ */
+const KEPT_ROUTES = 1024;
+const MAX_KEPT_KEY = 512;
 
 interface ManifestRoute {
   path: string;
@@ -75,10 +82,22 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
   const services = new Set(options.generators.keys());
   const { log, metrics, manifests, project } = options;
 
+  const routes = new LRUCache<string, ManifestRoute>({ max: KEPT_ROUTES });
+
   const route = (req: IncomingMessage): ManifestRoute | undefined => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return undefined;
     const url = req.url ?? '';
     if (!url.startsWith('/v2/') || !url.includes('/manifests/')) return undefined;
+    const key = `${req.headers.host ?? ''}\n${url}`;
+    let found = routes.get(key);
+    if (!found) {
+      found = readRoute(req.headers.host, url);
+      if (found && key.length <= MAX_KEPT_KEY) routes.set(key, found);
+    }
+    return found;
+  };
+
+  const readRoute = (host: string | undefined, url: string): ManifestRoute | undefined => {
     const query = url.indexOf('?');
     const path = query === -1 ? url : url.slice(0, query);
     if (!PLAIN_PATH.test(path)) return undefined;
@@ -87,7 +106,7 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
     try {
       // Express answers a bad name or an unknown host with its error; no need to repeat it here.
       checkName(parsed.name);
-      const target = resolveService(req.headers.host, options.domain, parsed.name, services);
+      const target = resolveService(host, options.domain, parsed.name, services);
       return EXPRESS_ONLY.has(target.service) ? undefined : { path, target, reference: parsed.reference };
     } catch {
       return undefined;
