@@ -1,7 +1,7 @@
 /**
  * A static tree made to go wrong: symlinks out of the root (a manifest, a blob, a tag
  * directory, a repository directory), a manifest over the size limit, one that is not
- * JSON, a FIFO where a manifest should be, blob files of the wrong size or with a flipped
+ * JSON, one whose mediaType cannot be a header, a FIFO where a manifest should be, blob files of the wrong size or with a flipped
  * byte, a repository with too many entries, an oversized OCI index.json, and names with
  * `..`. The static host must answer each with a registry error saying what is wrong (no
  * 500, no hang, nothing from outside the root), and `kontain export nginx` must leave each
@@ -66,6 +66,8 @@ before(async () => {
   await writeFile(path.join(root, 'big', '1', 'manifest.json'), Buffer.concat([good.manifest.subarray(0, -1), Buffer.alloc(5 * 1024 * 1024, ' '), Buffer.from('}')]));
   await mkdir(path.join(root, 'bad', '1'), { recursive: true });
   await writeFile(path.join(root, 'bad', '1', 'manifest.json'), '{"schemaVersion": 2, "config": ');
+  await mkdir(path.join(root, 'ctl', '1'), { recursive: true });
+  await writeFile(path.join(root, 'ctl', '1', 'manifest.json'), good.manifest.toString().replace(MediaType.ociManifest, 'application/x\\u0001y'));
   await mkdir(path.join(root, 'fifo', '1'), { recursive: true });
   await exec('mkfifo', [path.join(root, 'fifo', '1', 'manifest.json')]);
   // Blob files that are not what their digest says.
@@ -124,10 +126,11 @@ describe('static host', () => {
     assert.equal(outsideConfig.status, 404);
   });
 
-  test('a manifest over the limit, one that is not JSON, and a FIFO are clear errors', async () => {
+  test('a manifest over the limit, one that is not JSON, one whose mediaType is no header value, and a FIFO are clear errors', async () => {
     refused(await get('/v2/static/big/manifests/1'), /big\/1\/manifest.json is \d+ bytes, over the 4194304 byte limit/, 'oversized');
     refused(await get('/v2/static/bad/manifests/1'), /bad\/1\/manifest.json is not valid JSON/, 'malformed');
     refused(await get('/v2/static/fifo/manifests/1'), /fifo\/1\/manifest.json is not a regular file/, 'fifo');
+    refused(await get('/v2/static/ctl/manifests/1'), /ctl\/1\/manifest.json has a mediaType that cannot be sent as a Content-Type/, 'control character in mediaType');
     refused(await get('/v2/static/layout/manifests/x'), /layout\/index.json is \d+ bytes, over the 4194304 byte limit/, 'index.json');
     refused(await get('/v2/static/layout/tags/list'), /index.json/, 'index.json tags');
     // Broken tags are not listed.
@@ -214,10 +217,11 @@ describe('kontain export nginx', () => {
     }
   });
 
-  test('leaves out oversized, malformed and FIFO manifests, blobs that do not match, and a repository too large', () => {
+  test('leaves out oversized, malformed, FIFO and unsendable-type manifests, blobs that do not match, and a repository too large', () => {
     assert.match(stderr, /big:1: big\/1\/manifest.json is \d+ bytes, over the 4194304 byte limit/);
     assert.match(stderr, /bad:1: bad\/1\/manifest.json is not valid JSON/);
     assert.match(stderr, /fifo:1: fifo\/1\/manifest.json is not a regular file/);
+    assert.match(stderr, /ctl:1: ctl\/1\/manifest.json has a mediaType that cannot be sent as a Content-Type/);
     assert.match(stderr, /layout: layout\/index.json is \d+ bytes/);
     assert.match(stderr, /sizes@sha256:[0-9a-f]{64}: sizes\/1\/[0-9a-f]{64} is 1004 bytes/);
     assert.match(stderr, /flipped@sha256:[0-9a-f]{64}: flipped\/1\/[0-9a-f]{64} does not hash to/);

@@ -1,3 +1,4 @@
+import { validateHeaderValue } from 'node:http';
 import { MediaType, isIndexType } from '../oci/mediatypes.js';
 import { sha256Digest } from '../oci/digest.js';
 import type { StoredManifest } from '../oci/types.js';
@@ -60,6 +61,11 @@ export function checkManifestFile(path: string, bytes: Buffer, file = path): Man
   if (!manifest || typeof manifest !== 'object' || Array.isArray(manifest)) throw new TreeProblem(`${file} is not a JSON object`);
   const mediaType = manifestMediaType(manifest);
   if (!mediaType) throw new TreeProblem(`${file} is not an image manifest or index (no schemaVersion 2 with config or manifests, nor schema 1)`);
+  try {
+    validateHeaderValue('Content-Type', mediaType);
+  } catch {
+    throw new TreeProblem(`${file} has a mediaType that cannot be sent as a Content-Type (${JSON.stringify(mediaType)})`);
+  }
   const digest = sha256Digest(bytes);
   if (isIndexType(mediaType)) return { path, bytes, digest, mediaType, blobs: [], blobSizes: new Map(), children: digests(manifest.manifests) };
   const described = [...(manifest.config ? [manifest.config] : []), ...(Array.isArray(manifest.layers) ? manifest.layers : [])];
