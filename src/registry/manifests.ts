@@ -151,7 +151,10 @@ export class ManifestServer {
   }
 }
 
-/** Null when a header would not be valid (a media type from a file may hold anything): serve() answers that. */
+/**
+ * Null when the media type is no valid header value (a host's manifests are not trusted
+ * that far; writeHead would throw in the request listener): serve() answers those.
+ */
 function readyAnswer(manifest: StoredManifest): ReadyAnswer | null {
   try {
     validateHeaderValue('Content-Type', manifest.mediaType);
