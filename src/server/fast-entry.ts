@@ -142,7 +142,13 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
     const { target, reference } = found;
     const url = req.url!;
     const generator = options.generators.get(target.service)!;
-    const ready = manifests.answerNow(req, generator, target, reference);
+    let ready: ReadyAnswer | undefined;
+    try {
+      ready = manifests.answerNow(req, generator, target, reference);
+    } catch {
+      // Thrown here it would take the process down; serve() meets it again and answers it.
+      ready = undefined;
+    }
     if (ready) {
       sendReady(req, res, ready, target, reference);
       return;
