@@ -161,3 +161,48 @@ test('the bundle answers GET /v2/ before it loads Express, prom-client or the ho
     await rm(work, { recursive: true, force: true });
   }
 });
+
+test('with Express still loading, the bundle already answers manifests; what only Express answers waits for it', { timeout: 120_000 }, async () => {
+  const work = await mkdtemp(path.join(tmpdir(), 'kontain-startup-'));
+  const importLog = path.join(work, 'imports.log');
+  const release = path.join(work, 'release');
+  await writeFile(importLog, '');
+  const express = await chunksOf('express');
+  const port = await freePort();
+  const child = spawn(process.execPath, [...RECORD_IMPORTS, BUNDLE_ENTRY, 'serve'], {
+    // The import of the Express app (app.ts) waits until the test creates `release`.
+    env: { ...process.env, PORT: String(port), KONTAIN_STORE: path.join(work, 'store'), KONTAIN_TEST_IMPORT_LOG: importLog, KONTAIN_TEST_HOLD_IMPORT: `app:${release}` },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = once(child, 'exit');
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    while (!(await request(`${base}/v2/`).then(() => true, () => false))) {
+      assert.equal(child.exitCode, null, `the server exited: ${output}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    let answered = false;
+    const healthz = request(`${base}/healthz`).then((res) => ((answered = true), res));
+    const made = await request(`${base}/v2/random/early/manifests/1x10`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(made.status, 200);
+    assert.equal((JSON.parse(made.body.toString()) as { layers: unknown[] }).layers.length, 1);
+    const config = (JSON.parse(made.body.toString()) as { config: { digest: string } }).config.digest;
+    const blob = request(`${base}/v2/random/early/blobs/${config}`);
+    assert.equal(answered, false, '/healthz was answered before Express was loaded');
+    assert.doesNotMatch(output, /"message":"kontain serving"/, 'the server said it was serving before Express was loaded');
+    const imported = await importedPackages(importLog);
+    assert.ok(!express.some((chunk) => imported.has(chunk)), 'Express was loaded while its import was held');
+    await writeFile(release, '');
+    assert.equal((await healthz).status, 200);
+    // Blobs are Express's: the one asked while it was held is answered once it is there.
+    assert.equal((await blob).status, 200);
+    assert.match(output, /"message":"kontain serving"/);
+  } finally {
+    await writeFile(release, '');
+    child.kill('SIGTERM');
+    await exited;
+    await rm(work, { recursive: true, force: true });
+  }
+});

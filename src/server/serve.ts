@@ -66,23 +66,29 @@ export async function startServer(
       server.closeIdleConnections();
     });
   let assembled;
+  let app;
   try {
     const [{ assembleServer }] = await Promise.all([import('./assemble.js'), probed]);
     assembled = await assembleServer(config, backend, log, metrics, dependencies);
+    // Manifests are served from here on; Express may still be loading (assemble.ts).
+    gate.open(assembled.entry);
+    app = await assembled.app.catch(async (err: unknown) => {
+      await assembled!.tasks.stop();
+      throw err;
+    });
   } catch (err) {
     gate.fail();
     // Not awaited: a held connection kept alive after its 503 would delay the exit by its idle timeout.
     void closeServer();
     throw err;
   }
-  gate.open(assembled.entry);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   log.info({ port, store: backend.description, domain: config.domain || undefined, startupMs: listeningMs, readyMs: Math.round(performance.now()) }, 'kontain serving');
   const gc = await assembled.start();
   // Not needed until a request is counted or /metrics is scraped: loaded now, off the start path.
   void metrics.load().catch((err: unknown) => log.warn({ err }, 'metrics could not be loaded'));
-  const { store, tasks, app } = assembled;
+  const { store, tasks } = assembled;
   return {
     server,
     port,

@@ -9,7 +9,8 @@ import { answerBaseRoute, isBaseRoute, type BaseRouteOptions } from './fast-entr
  * two thirds of a cold start's JavaScript), after that. Meanwhile the base route
  * (`GET /v2/`, what clients and start checks ask first, which needs no store) is answered
  * here, and every other request waits for the full entry and is then handed to it as if
- * just arrived.
+ * just arrived. The same gate holds, behind the fast entry, what only Express answers
+ * while Express is still loading (assemble.ts).
  */
 export interface StartGate {
   readonly listener: RequestListener;
