@@ -4,14 +4,16 @@
  *   - blob MB/s: `curl` GETs of a 100 MB blob (median of ROUNDS, the two servers alternating),
  *   - manifest requests/s: `wrk` GETs of a manifest by tag (median of ROUNDS runs of SECONDS).
  * Both serve from one process (nginx: one worker) and write no access log: kontain runs
- * with KONTAIN_LOG_LEVEL=warn.
+ * with KONTAIN_LOG_LEVEL=warn. A third server gives the floor for any Node server: a bare
+ * node:http listener that answers every request with kontain's own manifest answer (the
+ * same status, headers and bytes) and does nothing else.
  * Targets: blobs ≥ 0.7x nginx, manifests ≥ 0.5x nginx.
  * Run: npm run build && node dist/bench/static.js   (needs nginx, curl and wrk)
  */
 import { spawn } from 'node:child_process';
 import { execFile } from 'node:child_process';
 import { randomBytes, createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -21,7 +23,7 @@ import { startNginx } from '../test/support/nginx.js';
 import { oneLayerImage, writeDirCopy } from '../test/support/static-tree.js';
 import { freePort } from '../test/support/upstream-registry.js';
 import { median, runBench } from './support.js';
-import { fileURLToPath } from 'node:url';
+import { BUNDLE_ENTRY } from '../test/support/server-process.js';
 
 const exec = promisify(execFile);
 const ROUNDS = 5;
@@ -40,14 +42,40 @@ async function writeTree(root: string): Promise<{ manifest: string; blob: string
 /** `kontain serve` as a child process with the static host on `root`, once it answers. */
 async function startKontainProcess(root: string, store: string): Promise<{ url: string; stop(): Promise<void> }> {
   const port = await freePort();
-  const entry = fileURLToPath(new URL('../cmd/kontain.js', import.meta.url));
-  const child = spawn(process.execPath, [entry, 'serve'], {
+  // The bundle, as production runs it.
+  const child = spawn(process.execPath, [BUNDLE_ENTRY, 'serve'], {
     env: { ...process.env, PORT: String(port), KONTAIN_LOG_LEVEL: 'warn', KONTAIN_STATIC_ROOT: root, KONTAIN_STORE: store, KONTAIN_GC_INTERVAL: '0' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
+  return serverProcess(child, port, 'kontain');
+}
+
+/**
+ * The floor for a Node server: node:http answering every request with `answer` (kontain's
+ * own manifest answer: status, headers, body), one writeHead and end, nothing else.
+ */
+async function startBareNode(work: string, answer: Response): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const file = path.join(work, 'bare-node.mjs');
+  const headers = [...answer.headers].filter(([name]) => name !== 'date' && name !== 'connection' && name !== 'keep-alive').flat();
+  const body = Buffer.from(await answer.arrayBuffer()).toString('base64');
+  await writeFile(
+    file,
+    `import { createServer } from 'node:http';
+const headers = ${JSON.stringify(headers)};
+const body = Buffer.from(${JSON.stringify(body)}, 'base64');
+createServer((req, res) => { res.writeHead(${answer.status}, headers); res.end(body); }).listen(${port}, '127.0.0.1');
+`,
+  );
+  const child = spawn(process.execPath, [file], { stdio: ['ignore', 'inherit', 'inherit'] });
+  return serverProcess(child, port, 'bare node:http');
+}
+
+/** A server child process on `port`, once it answers `/v2/`. */
+async function serverProcess(child: ReturnType<typeof spawn>, port: number, name: string): Promise<{ url: string; stop(): Promise<void> }> {
   const url = `http://127.0.0.1:${port}`;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`kontain exited with ${child.exitCode}`);
+    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
     if (await fetch(`${url}/v2/`).then((r) => r.ok, () => false)) break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
@@ -84,13 +112,14 @@ async function main() {
   const paths = await writeTree(root);
   const kontain = await startKontainProcess(root, path.join(work, 'store'));
   const nginx = await startNginx(await exportNginx({ root, namePrefix: 'static' }));
+  const bare = await startBareNode(work, await fetch(kontain.url + paths.manifest, { headers: { accept: MediaType.ociManifest } }));
   try {
     const servers = { kontain: kontain.url, nginx: nginx.url };
     const blob: Record<string, number[]> = { kontain: [], nginx: [] };
-    const manifest: Record<string, number[]> = { kontain: [], nginx: [] };
-    // Warm both (page cache, JIT) before measuring.
-    for (const base of Object.values(servers)) {
-      await blobSpeed(base + paths.blob);
+    const manifest: Record<string, number[]> = { kontain: [], nginx: [], bare: [] };
+    // Warm all (page cache, JIT) before measuring.
+    for (const base of [...Object.values(servers), bare.url]) {
+      if (base !== bare.url) await blobSpeed(base + paths.blob);
       await exec('wrk', ['-t1', '-c16', '-d1s', base + paths.manifest]);
     }
     for (let round = 0; round < ROUNDS; round++) {
@@ -98,14 +127,17 @@ async function main() {
         blob[name]!.push(await blobSpeed(base + paths.blob));
         manifest[name]!.push(await manifestRate(base + paths.manifest));
       }
+      manifest.bare!.push(await manifestRate(bare.url + paths.manifest));
     }
     const b = { kontain: median(blob.kontain!), nginx: median(blob.nginx!) };
-    const m = { kontain: median(manifest.kontain!), nginx: median(manifest.nginx!) };
+    const m = { kontain: median(manifest.kontain!), nginx: median(manifest.nginx!), bare: median(manifest.bare!) };
     console.log(`blob (100 MB)  kontain ${b.kontain.toFixed(0)} MB/s  nginx ${b.nginx.toFixed(0)} MB/s  ratio ${(b.kontain / b.nginx).toFixed(2)}x (target ≥ 0.7x)`);
     console.log(`manifest       kontain ${m.kontain.toFixed(0)} req/s  nginx ${m.nginx.toFixed(0)} req/s  ratio ${(m.kontain / m.nginx).toFixed(2)}x (target ≥ 0.5x)`);
+    console.log(`  floor: bare node:http with the same answer ${m.bare.toFixed(0)} req/s = ${(m.bare / m.nginx).toFixed(2)}x nginx; kontain ${(m.kontain / m.bare).toFixed(2)}x of it`);
   } finally {
     await kontain.stop();
     await nginx.stop();
+    await bare.stop();
     await rm(work, { recursive: true, force: true });
   }
 }
