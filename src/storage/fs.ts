@@ -1,4 +1,4 @@
-import { createWriteStream } from 'node:fs';
+import { BatchedFileWriter } from './batched-file-writer.js';
 import { openFileRange } from './file-range-stream.js';
 import { mkdir, open, link, rename, unlink, stat, readFile, readdir, rm, utimes } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
@@ -140,9 +140,9 @@ export class FsBackend implements StorageBackend {
     await makeDirectory(tmpDir);
     const tmp = path.join(tmpDir, tempName());
     try {
-      await pipeline(body, createWriteStream(tmp, { flags: 'wx', highWaterMark: 1 << 20 }));
-      const handle = await open(tmp, 'r+');
+      const handle = await open(tmp, 'wx');
       try {
+        await pipeline(body, new BatchedFileWriter(handle));
         await handle.sync();
       } finally {
         await handle.close();
