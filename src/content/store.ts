@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { readObject, type ByteRange, type ObjectInfo, type StorageBackend } from '../storage/backend.js';
-import { CountingStream, DigestingStream, digestHex, isSha256Digest, sha256Digest } from '../oci/digest.js';
+import { DigestingStream, digestHex, isSha256Digest, sha256Digest } from '../oci/digest.js';
 import type { Descriptor, StoredManifest } from '../oci/types.js';
 import { SingleFlight } from '../util/single-flight.js';
 import { StoreLeases } from './lease.js';
@@ -122,20 +122,20 @@ export class ContentStore {
    */
   async putBlob(body: Readable, expected?: string, options: { sourceVerified?: boolean } = {}): Promise<{ digest: string; size: number }> {
     // A source that verifies its own digest (the registry client's blob streams error
-    // instead of ending on a mismatch) need not be hashed a second time.
-    const digesting = options.sourceVerified && expected ? new CountingStream(expected) : new DigestingStream();
+    // instead of ending on a mismatch) goes to the backend as it is: hashing it a second
+    // time, or passing it through one more stream, costs CPU on every chunk of a layer.
+    const digesting = options.sourceVerified && expected ? undefined : new DigestingStream();
     const tmp = `tmp/${randomUUID()}`;
     // The source's failure is remembered here and rethrown below, whatever stage the
     // backend's own pipeline is at when it happens (it may already have detached).
     let failure: Error | undefined;
-    digesting.on('error', (err) => (failure ??= err));
+    digesting?.on('error', (err) => (failure ??= err));
     body.on('error', (err) => {
       failure ??= err;
-      digesting.destroy(err);
+      digesting?.destroy(err);
     });
-    const hashed = body.pipe(digesting);
     try {
-      await this.backend.createIfAbsent(tmp, hashed);
+      await this.backend.createIfAbsent(tmp, digesting ? body.pipe(digesting) : body);
     } catch (err) {
       throw failure ?? err;
     }
@@ -143,7 +143,7 @@ export class ContentStore {
       await this.backend.delete(tmp);
       throw failure;
     }
-    const digest = digesting.digest;
+    const digest = digesting ? digesting.digest : expected!;
     if (expected && expected !== digest) {
       await this.backend.delete(tmp);
       throw new DigestMismatch(expected, digest);
@@ -151,7 +151,14 @@ export class ContentStore {
     const name = ContentStore.blobName(digest);
     const moved = await this.backend.moveIfAbsent(tmp, name, { contentType: 'application/octet-stream', metadata: { digest } });
     if (!moved) await this.backend.touch(name);
-    return { digest, size: digesting.size };
+    return { digest, size: digesting ? digesting.size : await this.storedSize(name) };
+  }
+
+  /** The size of an object just written (or found) under `name`. */
+  private async storedSize(name: string): Promise<number> {
+    const info = await this.backend.stat(name);
+    if (!info) throw new Error(`${name} was stored but is gone`);
+    return info.size;
   }
 
   /** Stores small bytes whose digest is computed here (configs, mostly). */

@@ -23,31 +23,6 @@ export function digestHex(digest: string): string {
   return digest.slice(digest.indexOf(':') + 1);
 }
 
-/** A pass-through stream that counts bytes whose digest its source already vouches for. */
-export class CountingStream extends Transform {
-  size = 0;
-  private ended = false;
-
-  constructor(private readonly knownDigest: string) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.size += chunk.length;
-    callback(null, chunk);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    this.ended = true;
-    callback();
-  }
-
-  get digest(): string {
-    if (!this.ended) throw new Error('digest read before the stream ended');
-    return this.knownDigest;
-  }
-}
-
 /**
  * A pass-through stream that hashes and counts what flows through it, so a digest is
  * known the moment the last byte has been written, without buffering.
