@@ -1,9 +1,10 @@
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { ContentStore } from '../content/store.js';
 import type { ByteRange } from '../storage/backend.js';
 import type { BlobSource } from './generator.js';
 import { upstreamFailure } from './upstream.js';
+import { BLOB_STREAM_HIGH_WATER_MARK } from '../util/blob-stream.js';
 
 /**
  * How far the first client may fall behind the upstream before it stops being fed from
@@ -23,7 +24,12 @@ export const MAX_CLIENT_LAG_BYTES = 8 * 1024 * 1024;
 export class StoreCopy {
   /** Settles when the blob is in the store (rejects with the upstream's or store's failure). */
   readonly stored: Promise<void>;
-  private readonly toStore = new PassThrough({ highWaterMark: 1 << 20 });
+  /**
+   * What the store reads: a plain Readable fed from the body's 'data' handler (not a
+   * PassThrough, whose writable half would be one more stream step per chunk). It asks
+   * for more by resuming the body, once the copy has started.
+   */
+  private readonly toStore = new Readable({ highWaterMark: BLOB_STREAM_HIGH_WATER_MARK, read: () => this.started && this.body.resume() });
   private follower?: Follower;
   private started = false;
   private readonly verified: boolean;
@@ -69,14 +75,11 @@ export class StoreCopy {
     const { body, toStore } = this;
     // Only the store can slow the upstream down; a client never does.
     body.on('data', (chunk: Buffer) => {
-      if (!toStore.write(chunk)) {
-        body.pause();
-        toStore.once('drain', () => body.resume());
-      }
+      if (!toStore.push(chunk)) body.pause();
       this.follower?.push(chunk);
     });
     body.once('end', () => {
-      toStore.end();
+      toStore.push(null);
       // A verified body ends only when its digest and size are right (else it errors), so
       // the client need not wait for the store to have it all.
       if (this.verified) this.follower?.caughtUp();
@@ -90,7 +93,7 @@ export class StoreCopy {
 
 /** The first client's stream: bytes from memory while it keeps up, else from the store. */
 class Follower {
-  readonly out = new PassThrough({ highWaterMark: 1 << 20 });
+  readonly out = new PassThrough({ highWaterMark: BLOB_STREAM_HIGH_WATER_MARK });
   /** Bytes handed to `out` from memory. */
   private sent = 0;
   private behind = false;

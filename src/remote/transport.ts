@@ -14,6 +14,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { AddressPolicy } from './address-safety.js';
 import { UnsafeAddressError } from './address-safety.js';
 import { UpstreamError } from './errors.js';
+import { BLOB_STREAM_HIGH_WATER_MARK } from '../util/blob-stream.js';
 import { readLimited } from '../util/byte-limit.js';
 
 export interface TransportOptions {
@@ -186,8 +187,8 @@ export class Transport {
       });
 
       req.on('response', (res: IncomingMessage) => {
-        // A large buffer: blob bodies flow at disk and network speed, not in 16 KiB steps.
-        const body = new PassThrough({ highWaterMark: 1 << 20 });
+        // One socket read per step, not 16 KiB; no deeper (see BLOB_STREAM_HIGH_WATER_MARK).
+        const body = new PassThrough({ highWaterMark: BLOB_STREAM_HIGH_WATER_MARK });
         const onStall = () => {
           // A reader that is not reading is not a stalled upstream: look again later.
           if (res.isPaused() || body.writableNeedDrain) return arm(stallMs, onStall);

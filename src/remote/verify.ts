@@ -7,6 +7,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { UpstreamError } from './errors.js';
+import { BLOB_STREAM_HIGH_WATER_MARK } from '../util/blob-stream.js';
 
 export interface VerifyOptions {
   registry: string;
@@ -28,7 +29,7 @@ export class VerifyingStream extends Transform {
   private received = 0;
 
   constructor(private readonly options: VerifyOptions) {
-    super({ highWaterMark: 1 << 20 });
+    super({ highWaterMark: BLOB_STREAM_HIGH_WATER_MARK });
     if (options.digest) this.hash = createHash('sha256');
   }
 
