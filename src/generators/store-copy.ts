@@ -73,6 +73,13 @@ export class StoreCopy {
     if (this.started) return;
     this.started = true;
     const { body, toStore } = this;
+    // A body checked as it arrived (a small one comes with the headers) may have been
+    // refused already: that error is on the stream, not an event still to come.
+    if (body.errored) {
+      toStore.destroy(body.errored);
+      this.follower?.fail(body.errored);
+      return;
+    }
     // Only the store can slow the upstream down; a client never does.
     body.on('data', (chunk: Buffer) => {
       if (!toStore.push(chunk)) body.pause();

@@ -5,7 +5,8 @@
  * and referrers. It authenticates like docker does, retries what may pass, and never
  * connects to an address the address policy refuses.
  */
-import { pipeline, type Readable } from 'node:stream';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { sha256Digest, isSha256Digest } from '../oci/digest.js';
 import { MediaType, isIndexType, isManifestType } from '../oci/mediatypes.js';
@@ -16,7 +17,7 @@ import { DockerConfigCredentials, type Credentials } from './credentials.js';
 import { UpstreamError, errorFromResponse } from './errors.js';
 import { InvalidReferenceError, isRepositoryName, parseReference, registryEndpointHost, formatReference, type Reference } from './reference.js';
 import { isRetryableStatus, retryDelay, sleep, type RetryPolicy } from './retry.js';
-import { Transport, discard, readBody, type UpstreamResponse } from './transport.js';
+import { Transport, discard, readBody, type SendRequest, type UpstreamResponse } from './transport.js';
 import { VerifyingStream } from './verify.js';
 
 export interface RegistryClientOptions {
@@ -89,6 +90,8 @@ interface Exchange {
   followRedirects?: boolean;
   /** For messages: `HEAD manifest library/busybox:latest`. */
   what: string;
+  /** The stream each answer's body is piped into (see SendRequest.bodyFor). */
+  bodyFor?: SendRequest['bodyFor'];
 }
 
 export class RegistryClient {
@@ -180,28 +183,25 @@ export class RegistryClient {
     const { range } = options;
     const headers: Record<string, string> = {};
     if (range) headers.Range = `bytes=${range.start}-${range.end ?? ''}`;
-    return this.exchange(repo, { method: 'GET', path: `blobs/${digest}`, headers, followRedirects: true, what: `GET ${what}` }, async (res) => {
-      const length = header(res, 'content-length') === undefined ? undefined : Number(header(res, 'content-length'));
-      if (res.status === 206 && range) {
-        const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header(res, 'content-range') ?? '');
-        if (!m || Number(m[1]) !== range.start) {
-          discard(res.body);
-          throw new UpstreamError({ registry: repo.registry, status: 206, code: 'RANGE_INVALID', message: `upstream ${repo.registry} answered the range request for ${what} with Content-Range ${JSON.stringify(header(res, 'content-range'))}` });
-        }
-        const size = Number(m[2]) - Number(m[1]) + 1;
-        return { stream: guarded(res.body, new VerifyingStream({ registry: repo.registry, what, size })), size, contentLength: length, verified: false };
-      }
-      if (res.status !== 200) throw await this.failure(repo.registry, `GET ${what}`, res);
-      if (options.size !== undefined && length !== undefined && length !== options.size) {
+    // What an answer is, from its status and headers alone: the transport pipes the body
+    // straight into the verifier it names (one stream step per chunk, not two).
+    let latest: { body?: Readable; answer: BlobAnswer | UpstreamError | undefined } | undefined;
+    const bodyFor = (status: number, answerHeaders: IncomingHttpHeaders) => {
+      const answer = blobAnswer(repo, what, digest, options, status, answerHeaders);
+      latest = { answer, body: answer instanceof UpstreamError ? undefined : answer?.stream };
+      // A small body can be checked, and fail, before the caller has the stream: its error
+      // reaches the caller through the stream (destroyed with it), never as an uncaught one.
+      latest.body?.on('error', () => undefined);
+      return latest.body as VerifyingStream | undefined;
+    };
+    return this.exchange(repo, { method: 'GET', path: `blobs/${digest}`, headers, followRedirects: true, what: `GET ${what}`, bodyFor }, async (res) => {
+      const answer = latest && (latest.body === undefined || latest.body === res.body) ? latest.answer : undefined;
+      if (answer instanceof UpstreamError) {
         discard(res.body);
-        throw new UpstreamError({ registry: repo.registry, status: 200, code: 'SIZE_INVALID', message: `upstream ${repo.registry} sent ${length} bytes for ${what}, expected ${options.size}` });
+        throw answer;
       }
-      const total = options.size ?? length;
-      // A whole blob answering a range request: check it all, pass on only the range.
-      const window = range && (range.start > 0 || range.end !== undefined) ? range : undefined;
-      const verifier = new VerifyingStream({ registry: repo.registry, what, digest, size: total, window });
-      const size = window && total !== undefined ? Math.min(total - 1, window.end ?? total - 1) - window.start + 1 : total;
-      return { stream: guarded(res.body, verifier), size, contentLength: length, verified: true };
+      if (!answer || answer.stream !== res.body) throw await this.failure(repo.registry, `GET ${what}`, res);
+      return answer;
     });
   }
 
@@ -298,6 +298,7 @@ export class RegistryClient {
         url,
         headers: { ...request.headers, ...(authorization ? { Authorization: authorization } : {}) },
         followRedirects: request.followRedirects,
+        bodyFor: request.bodyFor,
       });
     const sent = await this.auth.authorization(registry, scopes);
     const res = await send(sent);
@@ -407,10 +408,36 @@ function nextLink(link: string | undefined): string | undefined {
   return undefined;
 }
 
-/** Pipes the upstream body into the verifier; an upstream error becomes the verifier's error. */
-function guarded(body: Readable, verifier: VerifyingStream): Readable {
-  pipeline(body, verifier, () => {
-    // Errors reach the caller through the verifier, which pipeline destroys with them.
-  });
-  return verifier;
+type BlobAnswer = BlobStream & { stream: VerifyingStream };
+
+/**
+ * How a blob GET's answer is read, from its status and headers: a verifying stream with
+ * the size it will deliver, an error for an answer that cannot be right (a wrong
+ * Content-Range or length), or undefined for one that is not a blob (a failure).
+ */
+function blobAnswer(repo: Repository, what: string, digest: string, options: BlobOptions, status: number, headers: IncomingHttpHeaders): BlobAnswer | UpstreamError | undefined {
+  const get = (name: string) => {
+    const value = headers[name];
+    return Array.isArray(value) ? value[0] : value;
+  };
+  const { range } = options;
+  const length = get('content-length') === undefined ? undefined : Number(get('content-length'));
+  if (status === 206 && range) {
+    const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(get('content-range') ?? '');
+    if (!m || Number(m[1]) !== range.start) {
+      return new UpstreamError({ registry: repo.registry, status: 206, code: 'RANGE_INVALID', message: `upstream ${repo.registry} answered the range request for ${what} with Content-Range ${JSON.stringify(get('content-range'))}` });
+    }
+    const size = Number(m[2]) - Number(m[1]) + 1;
+    return { stream: new VerifyingStream({ registry: repo.registry, what, size }), size, contentLength: length, verified: false };
+  }
+  if (status !== 200) return undefined;
+  if (options.size !== undefined && length !== undefined && length !== options.size) {
+    return new UpstreamError({ registry: repo.registry, status: 200, code: 'SIZE_INVALID', message: `upstream ${repo.registry} sent ${length} bytes for ${what}, expected ${options.size}` });
+  }
+  const total = options.size ?? length;
+  // A whole blob answering a range request: check it all, pass on only the range.
+  const window = range && (range.start > 0 || range.end !== undefined) ? range : undefined;
+  const stream = new VerifyingStream({ registry: repo.registry, what, digest, size: total, window });
+  const size = window && total !== undefined ? Math.min(total - 1, window.end ?? total - 1) - window.start + 1 : total;
+  return { stream, size, contentLength: length, verified: true };
 }
