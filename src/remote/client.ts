@@ -6,7 +6,7 @@
  * connects to an address the address policy refuses.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { sha256Digest, isSha256Digest } from '../oci/digest.js';
 import { MediaType, isIndexType, isManifestType } from '../oci/mediatypes.js';
@@ -201,7 +201,15 @@ export class RegistryClient {
         throw answer;
       }
       if (!answer || answer.stream !== res.body) throw await this.failure(repo.registry, `GET ${what}`, res);
-      return answer;
+      // Refused already (a small body arrives with the headers): the caller gets a stream
+      // that fails when it is read, as it would have had the bytes come later, rather
+      // than one whose error event is gone.
+      const refused = answer.stream.errored;
+      if (refused) {
+        const failing: Readable = new Readable({ read: () => failing.destroy(refused) });
+        return { ...answer, stream: failing } as BlobStream;
+      }
+      return answer as BlobStream;
     });
   }
 
