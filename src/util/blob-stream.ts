@@ -7,6 +7,7 @@
  * dozen MB) is promoted to the old generation, so its memory comes back only with a full
  * mark-compact. With 1 MiB queues at every step a cold 200 MB mirror copy ran 10-15 of
  * those and spent about a fifth of its CPU in garbage collection; with one chunk per
- * step, two to five (bench/mirror).
+ * step about half as many, and the copy took ~15% less CPU (bench/mirror's image; the
+ * count varies with load, as V8's heuristics do).
  */
 export const BLOB_STREAM_HIGH_WATER_MARK = 64 * 1024;
