@@ -105,34 +105,57 @@ async function chunksOf(pkg: string): Promise<string[]> {
   return chunks;
 }
 
-test('the bundle answers GET /v2/ before it loads Express, prom-client or the hosts; other requests wait for them, then are answered', { timeout: 120_000 }, async () => {
+/**
+ * The bundle's server with the import of bundle chunk `held` waiting until the test calls
+ * release(), recording what it imports; stop() releases it, stops it and removes its files.
+ */
+async function startHeld(held: string) {
   const work = await mkdtemp(path.join(tmpdir(), 'kontain-startup-'));
   const importLog = path.join(work, 'imports.log');
-  const release = path.join(work, 'release');
+  const releaseFile = path.join(work, 'release');
   await writeFile(importLog, '');
-  const deferred = { express: await chunksOf('express'), 'prom-client': await chunksOf('prom-client') };
-  for (const [pkg, chunks] of Object.entries(deferred)) assert.ok(chunks.length > 0, `no bundle chunk holds ${pkg}`);
   const port = await freePort();
   const child = spawn(process.execPath, [...RECORD_IMPORTS, BUNDLE_ENTRY, 'serve'], {
-    // The import of the rest of the server (assemble.ts) waits until the test creates `release`.
-    env: { ...process.env, PORT: String(port), KONTAIN_STORE: path.join(work, 'store'), KONTAIN_TEST_IMPORT_LOG: importLog, KONTAIN_TEST_HOLD_IMPORT: `assemble:${release}` },
+    env: { ...process.env, PORT: String(port), KONTAIN_STORE: path.join(work, 'store'), KONTAIN_TEST_IMPORT_LOG: importLog, KONTAIN_TEST_HOLD_IMPORT: `${held}:${releaseFile}` },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = once(child, 'exit');
+  const release = () => writeFile(releaseFile, '');
+  return {
+    child,
+    base: `http://127.0.0.1:${port}`,
+    output: () => output,
+    imported: () => importedPackages(importLog),
+    release,
+    async stop() {
+      // A server stops once it has started: let it finish starting.
+      await release();
+      child.kill('SIGTERM');
+      await exited;
+      await rm(work, { recursive: true, force: true });
+    },
+  };
+}
+
+test('the bundle answers GET /v2/ before it loads Express, prom-client or the hosts; other requests wait for them, then are answered', { timeout: 120_000 }, async () => {
+  const deferred = { express: await chunksOf('express'), 'prom-client': await chunksOf('prom-client') };
+  for (const [pkg, chunks] of Object.entries(deferred)) assert.ok(chunks.length > 0, `no bundle chunk holds ${pkg}`);
+  // The import of the rest of the server (assemble.ts) waits until the test releases it.
+  const server = await startHeld('assemble');
+  const { child, base } = server;
   try {
-    const base = `http://127.0.0.1:${port}`;
     let check: HttpResult | undefined;
     while (!check) {
-      assert.equal(child.exitCode, null, `the server exited: ${output}`);
+      assert.equal(child.exitCode, null, `the server exited: ${server.output()}`);
       check = await request(`${base}/v2/`).catch(() => undefined);
       if (!check) await new Promise((resolve) => setTimeout(resolve, 20));
     }
     assert.equal(check.status, 200);
     assert.equal(check.headers['docker-distribution-api-version'], 'registry/2.0');
     assert.equal(check.body.toString(), '{}');
-    const atFirstAnswer = await importedPackages(importLog);
+    const atFirstAnswer = await server.imported();
     assert.ok(loadsChunk(atFirstAnswer, 'assemble'), `the server did not start loading the rest: ${[...atFirstAnswer].join(', ')}`);
     for (const [pkg, chunks] of Object.entries(deferred)) {
       assert.ok(!chunks.some((chunk) => atFirstAnswer.has(chunk)), `${pkg} was loaded before the server answered GET /v2/`);
@@ -145,42 +168,27 @@ test('the bundle answers GET /v2/ before it loads Express, prom-client or the ho
     // The base route is still answered while they wait.
     assert.equal((await request(`${base}/v2/`)).status, 200);
     assert.equal(answered, false, '/healthz was answered before Express was loaded');
-    await writeFile(release, '');
+    await server.release();
     assert.deepEqual(await health, { status: 200, body: 'ok\n' });
     const made = await manifest;
     assert.equal(made.status, 200);
     assert.equal((JSON.parse(made.body.toString()) as { layers: unknown[] }).layers.length, 1);
-    const afterwards = await importedPackages(importLog);
+    const afterwards = await server.imported();
     assert.ok(deferred.express.some((chunk) => afterwards.has(chunk)), 'Express was not loaded for /healthz');
-    assert.match(output, /"message":"kontain serving"/);
+    assert.match(server.output(), /"message":"kontain serving"/);
   } finally {
-    // A server stops once it has started: let it finish starting.
-    await writeFile(release, '');
-    child.kill('SIGTERM');
-    await exited;
-    await rm(work, { recursive: true, force: true });
+    await server.stop();
   }
 });
 
 test('with Express still loading, the bundle already answers manifests; what only Express answers waits for it', { timeout: 120_000 }, async () => {
-  const work = await mkdtemp(path.join(tmpdir(), 'kontain-startup-'));
-  const importLog = path.join(work, 'imports.log');
-  const release = path.join(work, 'release');
-  await writeFile(importLog, '');
   const express = await chunksOf('express');
-  const port = await freePort();
-  const child = spawn(process.execPath, [...RECORD_IMPORTS, BUNDLE_ENTRY, 'serve'], {
-    // The import of the Express app (app.ts) waits until the test creates `release`.
-    env: { ...process.env, PORT: String(port), KONTAIN_STORE: path.join(work, 'store'), KONTAIN_TEST_IMPORT_LOG: importLog, KONTAIN_TEST_HOLD_IMPORT: `app:${release}` },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = once(child, 'exit');
+  // The import of the Express app (app.ts) waits until the test releases it.
+  const server = await startHeld('app');
+  const { child, base } = server;
   try {
-    const base = `http://127.0.0.1:${port}`;
     while (!(await request(`${base}/v2/`).then(() => true, () => false))) {
-      assert.equal(child.exitCode, null, `the server exited: ${output}`);
+      assert.equal(child.exitCode, null, `the server exited: ${server.output()}`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     let answered = false;
@@ -191,18 +199,15 @@ test('with Express still loading, the bundle already answers manifests; what onl
     const config = (JSON.parse(made.body.toString()) as { config: { digest: string } }).config.digest;
     const blob = request(`${base}/v2/random/early/blobs/${config}`);
     assert.equal(answered, false, '/healthz was answered before Express was loaded');
-    assert.doesNotMatch(output, /"message":"kontain serving"/, 'the server said it was serving before Express was loaded');
-    const imported = await importedPackages(importLog);
+    assert.doesNotMatch(server.output(), /"message":"kontain serving"/, 'the server said it was serving before Express was loaded');
+    const imported = await server.imported();
     assert.ok(!express.some((chunk) => imported.has(chunk)), 'Express was loaded while its import was held');
-    await writeFile(release, '');
+    await server.release();
     assert.equal((await healthz).status, 200);
     // Blobs are Express's: the one asked while it was held is answered once it is there.
     assert.equal((await blob).status, 200);
-    assert.match(output, /"message":"kontain serving"/);
+    assert.match(server.output(), /"message":"kontain serving"/);
   } finally {
-    await writeFile(release, '');
-    child.kill('SIGTERM');
-    await exited;
-    await rm(work, { recursive: true, force: true });
+    await server.stop();
   }
 });
