@@ -1,4 +1,5 @@
 import { PassThrough, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { ContentStore } from '../content/store.js';
 import type { ByteRange } from '../storage/backend.js';
@@ -43,7 +44,13 @@ export class StoreCopy {
   ) {
     this.verified = options.verified;
     this.stored = store.putBlob(this.toStore, digest, { sourceVerified: options.verified }).then(() => undefined);
-    this.stored.catch((err: unknown) => options.log.warn({ err, digest }, 'upstream blob was not stored'));
+    this.stored.catch((err: unknown) => {
+      options.log.warn({ err, digest }, 'upstream blob was not stored');
+      // The copy is for everyone and it failed (a store error, or the upstream's): nothing
+      // reads the body any more, and a paused one would hold its upstream connection.
+      body.destroy();
+      this.follower?.fail(err as Error);
+    });
     // The requester opens (or abandons) this source in the same turn it gets it; should it
     // never, the copy starts anyway rather than hold the upstream connection.
     setImmediate(() => this.start());
@@ -117,8 +124,8 @@ class Follower {
           return;
         }
         const rest = await store.readBlob(digest, { start: this.sent, end: size - 1 });
-        rest.on('error', (err) => this.out.destroy(err));
-        rest.pipe(this.out);
+        // pipeline: a client that leaves closes the file too, not only its own stream.
+        pipeline(rest, this.out).catch(() => undefined);
       },
       (err: unknown) => this.fail(err as Error),
     ).catch((err: unknown) => this.fail(err as Error));
