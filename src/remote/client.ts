@@ -359,8 +359,8 @@ function describe(ref: Reference): string {
   return `${ref.repository}${ref.digest ? `@${ref.digest}` : `:${ref.tag}`}`;
 }
 
-function header(res: UpstreamResponse, name: string): string | undefined {
-  const value = res.headers[name];
+function header({ headers }: Pick<UpstreamResponse, 'headers'>, name: string): string | undefined {
+  const value = headers[name];
   return Array.isArray(value) ? value[0] : value;
 }
 
@@ -424,10 +424,7 @@ type BlobAnswer = BlobStream & { stream: VerifyingStream };
  * Content-Range or length), or undefined for one that is not a blob (a failure).
  */
 function blobAnswer(repo: Repository, what: string, digest: string, options: BlobOptions, status: number, headers: IncomingHttpHeaders): BlobAnswer | UpstreamError | undefined {
-  const get = (name: string) => {
-    const value = headers[name];
-    return Array.isArray(value) ? value[0] : value;
-  };
+  const get = (name: string) => header({ headers }, name);
   const { range } = options;
   const length = get('content-length') === undefined ? undefined : Number(get('content-length'));
   if (status === 206 && range) {

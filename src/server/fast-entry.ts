@@ -65,7 +65,7 @@ export function answerBaseRoute(req: IncomingMessage, res: ServerResponse, { log
   const fields: RequestLogFields = {};
   startRequestLog(log, project, req, res, fields, () => clientIp(req));
   metrics.track(res, () => fields);
-  res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+  res.setHeader(...API_VERSION_HEADER);
   sendBytes(res, req, 200, BASE_BODY, 'application/json');
 }
 
