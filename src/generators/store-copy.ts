@@ -48,8 +48,8 @@ export class StoreCopy {
       options.log.warn({ err, digest }, 'upstream blob was not stored');
       // The copy is for everyone and it failed (a store error, or the upstream's): nothing
       // reads the body any more, and a paused one would hold its upstream connection.
+      // (The follower, if any, fails from the same promise.)
       body.destroy();
-      this.follower?.fail(err as Error);
     });
     // The requester opens (or abandons) this source in the same turn it gets it; should it
     // never, the copy starts anyway rather than hold the upstream connection.
