@@ -228,7 +228,7 @@ describe('static host only', () => {
     assert.equal((await request(`${kontain.url}/v2/static/app/manifests/x-added`)).status, 404);
   });
 
-  test('a kept manifest changed on disk is seen soon after, without a restart', async () => {
+  test('a kept manifest changed on disk is seen soon after, without a restart', { timeout: 30_000 }, async () => {
     const file = path.join(tree.root, 'app', 'x-settled', 'manifest.json');
     const url = `${kontain.url}/v2/static/app/manifests/x-settled`;
     await cp(path.join(tree.root, 'app', 'oci'), path.join(tree.root, 'app', 'x-settled'), { recursive: true });
