@@ -10,12 +10,21 @@
  * beside the distribution proxy's own CPU per GB for its cold copy of the same image:
  * for the first image a fresh server copies (one-off costs included), and for a second
  * image of the same shape that server copies next (what each further GB costs).
+ * Beside them, what any verifying mirror spends at least: sha256 of the same bytes, in
+ * this process (kontain's hash, Node's OpenSSL).
+ *
+ * Page cache: on a virtual machine, the first write into memory the guest has not touched
+ * yet (or gave back to its host) costs the kernel several times a write into memory it
+ * has, ~2.5 s/GB of system time against ~0.2 here, whatever program writes. Which one a
+ * copy gets depends on what ran before, so before each copy the bench
+ * writes and deletes TOUCH_BYTES of file: kontain and distribution copy into memory of the
+ * same kind, as on a machine that has been running for a while.
  * Run: npm run build && node dist/bench/mirror.js   (needs skopeo and docker-registry)
  * BENCH_ROUNDS sets the rounds (default 3); BENCH_CPU_PROFILE_DIR runs the server with
  * --cpu-prof into that directory.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
@@ -31,6 +40,34 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const BASELINE_CPU_PER_GB = 7.25;
 const LAYERS = 4;
 const LAYER_BYTES = 50_000_000;
+/** Written and deleted before each copy (see the page cache, above). */
+const TOUCH_BYTES = 1 << 30;
+
+/** Writes TOUCH_BYTES into a new file under `dir` and deletes it. */
+async function touchPageCache(dir: string): Promise<void> {
+  const file = path.join(dir, 'touch');
+  const block = Buffer.alloc(64 << 20, 1);
+  const handle = await open(file, 'w');
+  try {
+    for (let written = 0; written < TOUCH_BYTES; written += block.length) await handle.write(block);
+  } finally {
+    await handle.close();
+    await rm(file, { force: true });
+  }
+}
+
+/** CPU seconds per GB this process spends on sha256 alone, over `bytes` of random data. */
+function sha256SecondsPerGB(bytes: number): number {
+  const data = randomBytes(LAYER_BYTES);
+  const before = process.cpuUsage();
+  for (let hashed = 0; hashed < bytes; hashed += data.length) {
+    const hash = createHash('sha256');
+    for (let at = 0; at < data.length; at += 64 * 1024) hash.update(data.subarray(at, at + 64 * 1024));
+    hash.digest();
+  }
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / 1e6 / (bytes / 1e9);
+}
 
 
 async function main() {
@@ -38,6 +75,7 @@ async function main() {
   const policy = path.join(work, 'policy.json');
   await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
   const copy = async (source: string) => {
+    await touchPageCache(work);
     const dest = path.join(work, 'dest');
     const { seconds } = await timed(() => exec('skopeo', ['copy', '--quiet', '--policy', policy, '--src-tls-verify=false', source, `oci:${dest}:x`], { maxBuffer: 1 << 24 }));
     await rm(dest, { recursive: true, force: true });
@@ -128,6 +166,7 @@ async function main() {
     // path); the second, of another image, is what each further GB costs a running instance.
     cpuPerGB('first image of a fresh server', mirrorColdCpu, proxyColdCpu, total);
     cpuPerGB('next image (server already ran one)', mirrorSecondCpu, proxySecondCpu, secondTotal);
+    console.log(`sha256 alone (what any verifying mirror spends at least): ${sha256SecondsPerGB(total).toFixed(2)} s/GB`);
   } finally {
     await upstream.stop();
     await rm(work, { recursive: true, force: true });

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BUNDLE_ENTRY } from '../test/support/server-process.js';
+import { BUNDLE_ENTRY, SERVER_NODE_FLAGS } from '../test/support/server-process.js';
 import { freePort } from '../test/support/upstream-registry.js';
 import { mb, median, runBench } from './support.js';
 
@@ -66,7 +66,7 @@ async function main() {
     for (let round = 0; round < ROUNDS; round++) {
       times.bare.push((await timeToFirstAnswer([bare], {})).ms);
       const store = { KONTAIN_STORE: path.join(work, `store-${round}`) };
-      const bundled = await timeToFirstAnswer([BUNDLE_ENTRY, 'serve'], store, true);
+      const bundled = await timeToFirstAnswer([...SERVER_NODE_FLAGS, BUNDLE_ENTRY, 'serve'], store, true);
       times.bundle.push(bundled.ms);
       times.bundleManifest.push(bundled.manifestMs);
       times.bundleReady.push(bundled.readyMs);

@@ -23,7 +23,7 @@ import { startNginx } from '../test/support/nginx.js';
 import { oneLayerImage, writeDirCopy } from '../test/support/static-tree.js';
 import { freePort } from '../test/support/upstream-registry.js';
 import { median, runBench } from './support.js';
-import { BUNDLE_ENTRY } from '../test/support/server-process.js';
+import { BUNDLE_ENTRY, SERVER_NODE_FLAGS } from '../test/support/server-process.js';
 
 const exec = promisify(execFile);
 const ROUNDS = 5;
@@ -43,7 +43,7 @@ async function writeTree(root: string): Promise<{ manifest: string; blob: string
 async function startKontainProcess(root: string, store: string): Promise<{ url: string; stop(): Promise<void> }> {
   const port = await freePort();
   // The bundle, as production runs it.
-  const child = spawn(process.execPath, [BUNDLE_ENTRY, 'serve'], {
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, BUNDLE_ENTRY, 'serve'], {
     env: { ...process.env, PORT: String(port), KONTAIN_LOG_LEVEL: 'warn', KONTAIN_STATIC_ROOT: root, KONTAIN_STORE: store, KONTAIN_GC_INTERVAL: '0' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });

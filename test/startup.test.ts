@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
-import { BUNDLE_ENTRY, startServerProcess } from './support/server-process.js';
+import { BUNDLE_ENTRY, SERVER_NODE_FLAGS, startServerProcess } from './support/server-process.js';
 import { freePort } from './support/upstream-registry.js';
 import { request, type HttpResult } from './support/http.js';
 import { skopeoCopy } from './support/tools.js';
@@ -210,4 +210,12 @@ test('with Express still loading, the bundle already answers manifests; what onl
   } finally {
     await server.stop();
   }
+});
+
+test('the Docker image starts the server as `npm start` does: the same Node flags, the bundle, serve', async () => {
+  const dockerfile = await readFile(fileURLToPath(new URL('../../Dockerfile', import.meta.url)), 'utf8');
+  const cmd = /^CMD (\[.*\])$/m.exec(dockerfile);
+  assert.ok(cmd, 'the Dockerfile has an exec-form CMD');
+  // The distroless image's entrypoint is node: CMD holds node's arguments.
+  assert.deepEqual(JSON.parse(cmd[1]!), [...SERVER_NODE_FLAGS, 'dist/bundle/kontain.js', 'serve']);
 });

@@ -1,11 +1,27 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 /** The production entry: the bundle `npm run build` writes (scripts/bundle.mjs). */
 export const BUNDLE_ENTRY = fileURLToPath(new URL('../../bundle/kontain.js', import.meta.url));
+
+/** package.json's `start` script: `npm run build && node [flags] dist/bundle/kontain.js serve`. */
+export const START_SCRIPT: string = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')).scripts.start;
+
+/**
+ * The Node flags `npm start` gives the server (the Docker image's CMD gives the same; a
+ * test checks), so that tests and benchmarks run the server as production does.
+ */
+export const SERVER_NODE_FLAGS: string[] = startFlags(START_SCRIPT);
+
+function startFlags(script: string): string[] {
+  const match = /\bnode ((?:--\S+ )*)dist\/bundle\/kontain\.js serve$/.exec(script);
+  if (!match) throw new Error(`package.json's start script is not "… node [flags] dist/bundle/kontain.js serve": ${script}`);
+  return match[1]!.split(' ').filter(Boolean);
+}
 
 /** One log line; kontain's logger writes its text under `message` (Cloud Logging's name). */
 export type LogRecord = Record<string, unknown> & { message?: string };
@@ -39,7 +55,7 @@ export async function startServerProcess(
   // The port is read from the "kontain serving" line, an info line: the level is info
   // unless the test asks for a more verbose one.
   const level = env.KONTAIN_LOG_LEVEL === 'debug' || env.KONTAIN_LOG_LEVEL === 'trace' ? env.KONTAIN_LOG_LEVEL : 'info';
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.entry ?? BUNDLE_ENTRY, 'serve'], {
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...(options.nodeArgs ?? []), options.entry ?? BUNDLE_ENTRY, 'serve'], {
     env: { ...process.env, PORT: '0', ...env, KONTAIN_LOG_LEVEL: level },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
