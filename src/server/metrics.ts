@@ -1,8 +1,9 @@
 import type { ServerResponse } from 'node:http';
 import type { Request, Response, NextFunction, RequestHandler } from 'express';
-import type { Counter, Histogram, Registry } from 'prom-client';
+import type { Counter, Registry } from 'prom-client';
 import type { RequestLogFields } from '../registry/router.js';
 import { responseBytes } from './response-bytes.js';
+import { TallyHistogram } from './tally-histogram.js';
 
 /** The label for requests that reach no host (health checks, /metrics, index pages). */
 const NO_SERVICE = 'none';
@@ -28,7 +29,7 @@ export interface Metrics {
   readonly middleware: RequestHandler;
   /** What the middleware does, for a response answered before Express: `fields` is read once it is done. */
   track(res: ServerResponse, fields: () => RequestLogFields | undefined): void;
-  /** What track counts, for a response written in one call whose body length (`bytes`) is known beforehand. */
+  /** What track counts, for a response about to be written in one call (status set, `bytes` of body). */
   countAnswer(res: ServerResponse, service: string, bytes: number): void;
   /** `GET /metrics` in the Prometheus text format. */
   readonly handler: RequestHandler;
@@ -70,7 +71,6 @@ class RequestTally {
 
 interface Instruments {
   registry: Registry;
-  generation: Histogram<'service'>;
   cache: Counter<'service' | 'result'>;
 }
 
@@ -82,6 +82,13 @@ interface Instruments {
  */
 export function createMetrics(): Metrics {
   const tally = new RequestTally();
+  const generation = new TallyHistogram(
+    'kontain_generation_seconds',
+    'Time to answer a manifest request by tag, by service: building the image, or finding it cached.',
+    'service',
+    // From cache hits (milliseconds) to source builds (minutes).
+    [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+  );
   let instruments: Instruments | undefined;
   let loading: Promise<Instruments> | undefined;
   const waiting: Array<(use: Instruments) => void> = [];
@@ -90,7 +97,7 @@ export function createMetrics(): Metrics {
     // `.default`: prom-client is CommonJS; the bundle's chunk of it exports module.exports alone.
     (loading ??= import('prom-client').then(
       ({ default: client }) => {
-        instruments = createInstruments(client, tally);
+        instruments = createInstruments(client, tally, generation);
         for (const apply of waiting.splice(0)) apply(instruments);
         return instruments;
       },
@@ -120,9 +127,10 @@ export function createMetrics(): Metrics {
     res.on('close', record);
   };
 
-  // One listener: 'close' follows 'finish' on every response (once), and writableFinished tells them apart.
+  // Counted as it is written, without a listener (one per response was a measurable share
+  // of a ready answer): a client already gone is a 499, as track would count it.
   const countAnswer = (res: ServerResponse, service: string, bytes: number): void => {
-    res.on('close', () => tally.add(service, res.writableFinished ? res.statusCode : 499, bytes));
+    tally.add(service, res.destroyed ? 499 : res.statusCode, bytes);
   };
 
   const middleware = (_req: Request, res: Response, next: NextFunction): void => {
@@ -147,14 +155,15 @@ export function createMetrics(): Metrics {
     track,
     countAnswer,
     handler,
-    observeGeneration: (service, seconds) => use(({ generation }) => generation.observe({ service }, seconds)),
+    observeGeneration: (service, seconds) => generation.observe(service, seconds),
     countCacheLookup: (service, result) => use(({ cache }) => cache.inc({ service, result })),
     load: () => load().then(() => undefined),
   };
 }
 
-function createInstruments({ Counter, Gauge, Histogram, Registry, collectDefaultMetrics }: typeof import('prom-client'), tally: RequestTally): Instruments {
+function createInstruments({ Counter, Gauge, Registry, collectDefaultMetrics }: typeof import('prom-client'), tally: RequestTally, generation: TallyHistogram): Instruments {
   const registry = new Registry();
+  registry.registerMetric(generation.asMetric());
   collectDefaultMetrics({ register: registry });
   new Gauge({
     name: 'kontain_tasks_pending',
@@ -182,14 +191,6 @@ function createInstruments({ Counter, Gauge, Histogram, Registry, collectDefault
   });
   return {
     registry,
-    generation: new Histogram({
-      name: 'kontain_generation_seconds',
-      help: 'Time to answer a manifest request by tag, by service: building the image, or finding it cached.',
-      labelNames: ['service'] as const,
-      // From cache hits (milliseconds) to source builds (minutes).
-      buckets: [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
-      registers: [registry],
-    }),
     cache: new Counter({
       name: 'kontain_cache_total',
       help: 'Lookups of cached images (pointers), by service and result (hit or miss).',
