@@ -1,4 +1,4 @@
-import { LRUCache } from 'lru-cache';
+import { BoundedMap } from '../util/bounded-map.js';
 import { MediaType, type FormatFamily, isIndexType } from '../oci/mediatypes.js';
 
 /**
@@ -6,7 +6,7 @@ import { MediaType, type FormatFamily, isIndexType } from '../oci/mediatypes.js'
  * was a measurable share of a ready manifest answer (bench/static). Long lines are read
  * every time rather than kept.
  */
-const READ = new LRUCache<string, AcceptedTypes>({ max: 256 });
+const READ = new BoundedMap<string, AcceptedTypes>(256);
 const MAX_KEPT_LINE = 1024;
 
 /** The manifest media types a client accepts, in the order it listed them. */

@@ -52,17 +52,12 @@ export class ManifestServer {
   /**
    * serve()'s 200 answer when the generator holds the manifest ready (manifestNow) and no
    * decision needs more than that: a storeless host, a tag whose manifest the client
-   * accepts as it is, no If-None-Match. Undefined otherwise (or for a reference that is
-   * not valid), and serve() answers. Counts as serve() does for the generation metric.
+   * accepts as it is, no If-None-Match. Undefined otherwise, and serve() answers. `ref` is
+   * the request's reference, read by the caller. Counts as serve() does for the generation
+   * metric.
    */
-  answerNow(req: IncomingMessage, generator: Generator, target: ServiceTarget, reference: string): ReadyAnswer | undefined {
+  answerNow(req: IncomingMessage, generator: Generator, target: ServiceTarget, ref: Reference): ReadyAnswer | undefined {
     if (!generator.storeless || !generator.manifestNow || req.headers['if-none-match'] !== undefined) return undefined;
-    let ref: Reference;
-    try {
-      ref = parseReference(reference);
-    } catch {
-      return undefined;
-    }
     const started = performance.now();
     const manifest = generator.manifestNow(target.repository, ref);
     if (!manifest) return undefined;

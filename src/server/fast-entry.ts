@@ -1,13 +1,13 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Generator } from '../generators/generator.js';
 import { API_VERSION_HEADER, sendBytes, type ManifestServer, type ReadyAnswer } from '../registry/manifests.js';
-import { checkName } from '../registry/names.js';
+import { checkName, parseReference, type Reference } from '../registry/names.js';
 import { parseRegistryPath } from '../registry/paths.js';
 import type { RequestLogFields } from '../registry/router.js';
 import { resolveService, serviceFromHost, type ServiceTarget } from '../registry/services.js';
 import { sendError } from './error-response.js';
+import { BoundedMap } from '../util/bounded-map.js';
 import { VIZ_SERVICE } from '../viz/host.js';
 import { clientIp, requestProtocol } from './forwarded.js';
 import { startRequestLog } from './logging.js';
@@ -41,7 +41,10 @@ const MAX_KEPT_KEY = 512;
 interface ManifestRoute {
   path: string;
   target: ServiceTarget;
+  generator: Generator;
   reference: string;
+  /** `reference` read, or undefined when it is no valid tag or digest (serve() says why). */
+  parsed?: Reference;
 }
 
 const BASE_BODY = Buffer.from('{}');
@@ -82,7 +85,7 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
   const services = new Set(options.generators.keys());
   const { log, metrics, manifests, project } = options;
 
-  const routes = new LRUCache<string, ManifestRoute>({ max: KEPT_ROUTES });
+  const routes = new BoundedMap<string, ManifestRoute>(KEPT_ROUTES);
 
   const route = (req: IncomingMessage): ManifestRoute | undefined => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return undefined;
@@ -107,7 +110,8 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
       // Express answers a bad name or an unknown host with its error; no need to repeat it here.
       checkName(parsed.name);
       const target = resolveService(host, options.domain, parsed.name, services);
-      return EXPRESS_ONLY.has(target.service) ? undefined : { path, target, reference: parsed.reference };
+      if (EXPRESS_ONLY.has(target.service)) return undefined;
+      return { path, target, generator: options.generators.get(target.service)!, reference: parsed.reference, parsed: readReference(parsed.reference) };
     } catch {
       return undefined;
     }
@@ -139,12 +143,11 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
       app(req, res);
       return;
     }
-    const { target, reference } = found;
+    const { target, generator, reference, parsed } = found;
     const url = req.url!;
-    const generator = options.generators.get(target.service)!;
     let ready: ReadyAnswer | undefined;
     try {
-      ready = manifests.answerNow(req, generator, target, reference);
+      ready = parsed && manifests.answerNow(req, generator, target, parsed);
     } catch {
       // Thrown here it would take the process down; serve() meets it again and answers it.
       ready = undefined;
@@ -166,4 +169,12 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
       .serve(req, res, { generator, target, reference, log: requestLog, baseUrl })
       .catch((err: unknown) => sendError(err, req, res, requestLog, url));
   };
+}
+
+function readReference(reference: string): Reference | undefined {
+  try {
+    return parseReference(reference);
+  } catch {
+    return undefined;
+  }
 }
