@@ -5,7 +5,7 @@ import type { Reference } from '../registry/names.js';
 import type { ByteRange } from '../storage/backend.js';
 import { StaticTree, type Found } from '../static/tree.js';
 import { TreeProblem } from '../static/confined.js';
-import type { Broken, SourcedManifest, Stamp, StaticRepository } from '../static/repository.js';
+import type { Broken, SourcedManifest, StaticRepository } from '../static/repository.js';
 import type { BlobSource, Generator, TagPage, TagRequest } from './generator.js';
 
 export interface StaticOptions {
@@ -24,18 +24,16 @@ export class StaticGenerator implements Generator {
   readonly storeless = true;
   private readonly tree: StaticTree;
   private readonly prefix: string;
-  private readonly prefixDir: string;
 
   constructor(options: StaticOptions) {
     this.tree = new StaticTree(options.root);
     this.prefix = options.prefix.replace(/^\/+|\/+$/g, '');
-    this.prefixDir = `${this.prefix}/`;
   }
 
   /** The name relative to the tree, or undefined when it lacks the prefix. */
   private relative(name: string): string | undefined {
     if (!this.prefix) return name || undefined;
-    return name.startsWith(this.prefixDir) ? name.slice(this.prefixDir.length) : undefined;
+    return name.startsWith(`${this.prefix}/`) ? name.slice(this.prefix.length + 1) : undefined;
   }
 
   private nameUnknown(name: string): RegistryError {
@@ -68,22 +66,9 @@ export class StaticGenerator implements Generator {
 
   /** A manifest the kept view holds and still vouches for; anything else (broken ones too) is left to the async methods. */
   manifestNow(repository: string, reference: Reference): StoredManifest | undefined {
-    // What byTag and byDigest find, without the closures and result objects they make:
-    // this runs for every manifest answered from memory (bench/static).
     const relative = this.relative(repository);
-    const repo = relative && this.tree.keptView(relative);
-    if (!repo) return undefined;
-    let manifest: SourcedManifest | undefined;
-    let source: Stamp | undefined;
-    if (reference.tag !== undefined) {
-      const pointer = repo.tags.get(reference.tag);
-      manifest = pointer && repo.manifests.get(pointer.digest);
-      source = pointer?.source;
-    } else {
-      manifest = repo.manifests.get(reference.digest);
-      source = manifest?.source;
-    }
-    return manifest && source && this.tree.vouchesNow(source) ? manifest : undefined;
+    const found = relative && this.tree.lookupNow(relative, reference.tag !== undefined ? byTag(reference.tag) : byDigest(reference.digest));
+    return found && !('problem' in found) ? found : undefined;
   }
 
   async fetchBlob(repository: string, digest: string, _log: Logger): Promise<BlobSource | undefined> {

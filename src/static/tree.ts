@@ -58,9 +58,13 @@ export class StaticTree {
     return this.checks.run(key, () => isCurrent(stamps));
   }
 
-  /** isCurrentNow for each source, each trusted for RECHECK_MS after it last said yes. */
+  /** isCurrentNow, trusted for RECHECK_MS after it last said yes. */
   private stillCurrent(sources: readonly Stamp[]): boolean {
-    return sources.every((source) => this.vouchesNow(source));
+    const now = performance.now();
+    if (sources.every((s) => now - (this.verified.get(s) ?? -Infinity) < RECHECK_MS)) return true;
+    if (!isCurrentNow(sources)) return false;
+    for (const s of sources) this.verified.set(s, now);
+    return true;
   }
 
   /**
@@ -89,21 +93,6 @@ export class StaticTree {
     if (kept !== undefined) return { value: kept };
     const repo = await this.repository(name);
     return repo && { value: find(repo)?.value };
-  }
-
-  /** The view of `name` kept from its last read, unchecked: what it says holds once vouchesNow says its source does. */
-  keptView(name: string): StaticRepository | undefined {
-    return this.cache.get(name);
-  }
-
-  /** isCurrentNow for one source, trusted for RECHECK_MS after it last said yes. */
-  vouchesNow(source: Stamp): boolean {
-    const now = performance.now();
-    const verified = this.verified.get(source);
-    if (verified !== undefined && now - verified < RECHECK_MS) return true;
-    if (!isCurrentNow([source])) return false;
-    this.verified.set(source, now);
-    return true;
   }
 
   /** What `find` finds in the kept view when its sources still vouch for it, without waiting on anything; else undefined. */
