@@ -39,7 +39,6 @@ const KEPT_ROUTES = 1024;
 const MAX_KEPT_KEY = 512;
 
 interface ManifestRoute {
-  path: string;
   target: ServiceTarget;
   generator: Generator;
   reference: string;
@@ -111,7 +110,7 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
       checkName(parsed.name);
       const target = resolveService(host, options.domain, parsed.name, services);
       if (EXPRESS_ONLY.has(target.service)) return undefined;
-      return { path, target, generator: options.generators.get(target.service)!, reference: parsed.reference, parsed: readReference(parsed.reference) };
+      return { target, generator: options.generators.get(target.service)!, reference: parsed.reference, parsed: readReference(parsed.reference) };
     } catch {
       return undefined;
     }
