@@ -37,6 +37,6 @@ USER nonroot
 EXPOSE 8080
 # --initial-old-space-size: a floor under V8's old-generation limit. Without it V8 keeps a
 # small heap's limit a few MB above what is live, and a blob copy (little JavaScript, many
-# socket buffers) ran a full mark-compact every ~15 MB copied (README, "CPU and memory").
+# socket buffers) ran a full mark-compact every ~15 MB copied (README, "Start time and memory").
 # package.json's start script gives the same flags; a test checks they agree.
 CMD ["--initial-old-space-size=64", "dist/bundle/kontain.js", "serve"]

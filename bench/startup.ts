@@ -71,7 +71,7 @@ async function main() {
       times.bundleManifest.push(bundled.manifestMs);
       times.bundleReady.push(bundled.readyMs);
       rss.push(bundled.rss);
-      times.compiled.push((await timeToFirstAnswer([compiled, 'serve'], store)).ms);
+      times.compiled.push((await timeToFirstAnswer([...SERVER_NODE_FLAGS, compiled, 'serve'], store)).ms);
     }
     const floor = median(times.bare);
     console.log(`process start → first GET /v2/ 200, median of ${ROUNDS}`);
