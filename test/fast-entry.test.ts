@@ -9,7 +9,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -36,8 +37,8 @@ let mirrorRepo: string;
 const lines: Array<Record<string, unknown>> = [];
 /** Requests the Express app has handled. */
 let expressCalls = 0;
-/** URLs answered with a ready answer (ManifestServer.answerNow), in order. */
-const answeredNow: string[] = [];
+/** URLs ManifestServer.serve was asked for, in order: a manifest answered without it was a ready answer. */
+const served: string[] = [];
 let ports: { entry: number; express: number };
 
 before(async () => {
@@ -64,11 +65,11 @@ before(async () => {
     KONTAIN_LOG_LEVEL: 'info',
   });
   const log = createLogger(config.logLevel, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
-  const answerNow = ManifestServer.prototype.answerNow;
-  ManifestServer.prototype.answerNow = function (this: ManifestServer, ...args: Parameters<typeof answerNow>) {
-    const answer = answerNow.apply(this, args);
-    if (answer) answeredNow.push(args[0].url!);
-    return answer;
+  const serve = ManifestServer.prototype.serve;
+  ManifestServer.prototype.serve = function (this: ManifestServer, ...args: Parameters<typeof serve>) {
+    const req = args[0] as (typeof args)[0] & { originalUrl?: string };
+    served.push(req.originalUrl ?? req.url!);
+    return serve.apply(this, args);
   };
   kontain = await startServer(config, log, '127.0.0.1');
   // Express's app function looks up app.handle on every call: counting there sees every request it gets.
@@ -148,6 +149,7 @@ async function same(method: 'GET' | 'HEAD', urlPath: string, headers: Record<str
   return viaEntry;
 }
 
+const sha256 = (bytes: Buffer) => 'sha256:' + createHash('sha256').update(bytes).digest('hex');
 const header = (answer: Answer, name: string) => answer.headers.find(([key]) => key.toLowerCase() === name)?.[1];
 
 test('mirror by tag and by digest, GET and HEAD: same status, headers, body and log line', async () => {
@@ -229,33 +231,113 @@ test('the base route, GET and HEAD, with and without its slash or a query: same 
 
 test('kept static manifests are ready answers, alike to what Express answers: GET and HEAD, by tag and digest', async () => {
   const byTag = '/v2/static/app/manifests/v1';
-  // Files changed in the last two seconds are read again on every request (StaticTree):
-  // a ready answer comes once the tree is older than that.
-  for (;;) {
-    await ask(ports.entry, 'GET', byTag, { accept: ALL });
-    if (answeredNow.includes(byTag)) break;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  await untilReady(ports.entry, byTag, { accept: ALL });
   for (const method of ['GET', 'HEAD'] as const) {
-    const answered = answeredNow.length;
+    const before = served.length;
     const tagged = await same(method, byTag, { accept: ALL });
     assert.equal(tagged.status, 200);
     const digest = header(tagged, 'docker-content-digest')!;
     const byDigest = await same(method, `/v2/static/app/manifests/${digest}`, { accept: MediaType.dockerManifest });
     assert.equal(byDigest.status, 200);
     assert.equal(header(byDigest, 'docker-content-digest'), digest);
-    // Warm-up and entry requests of both: four ready answers.
-    assert.deepEqual(answeredNow.slice(answered), [byTag, byTag, `/v2/static/app/manifests/${digest}`, `/v2/static/app/manifests/${digest}`]);
+    // Only the Express-alone requests reached serve(): the entry's four were ready answers.
+    assert.deepEqual(served.slice(before), [byTag, `/v2/static/app/manifests/${digest}`]);
   }
-  // What a ready answer cannot decide goes the whole way, alike: a type the client does
-  // not take, and If-None-Match.
-  const answered = answeredNow.length;
+  // What a ready answer cannot decide goes the whole way, alike, also right after the
+  // same URL was answered ready: a type the client does not take, and If-None-Match.
+  const before = served.length;
   const refused = await same('GET', byTag, { accept: 'application/x-nothing' });
   assert.equal(refused.status, 404);
   const tagged = await same('GET', byTag);
   const unchanged = await same('GET', byTag, { accept: ALL, 'if-none-match': header(tagged, 'etag')! });
   assert.equal(unchanged.status, 304);
-  assert.deepEqual(answeredNow.slice(answered), [byTag, byTag]);
+  // Three each for the refused and the conditional request; only Express's for the plain one.
+  assert.deepEqual(served.slice(before), Array<string>(7).fill(byTag));
+});
+
+/**
+ * Asks until the entry answers `urlPath` without ManifestServer.serve: files changed in the
+ * last two seconds are read again on every request (StaticTree), so a ready answer comes
+ * once the tree is older than that. Bounded: fails after 20 s.
+ */
+async function untilReady(port: number, urlPath: string, headers: Record<string, string>): Promise<Answer> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const before = served.length;
+    const answer = await ask(port, 'GET', urlPath, headers);
+    if (served.length === before) return answer;
+    assert.ok(Date.now() < deadline, `${urlPath} was never answered ready`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+test('a ready answer follows the tree: a tag pointed at another image on disk is served as it is', async () => {
+  const tagDir = path.join(work, 'tree', 'retag', 'v1');
+  const manifestDigest = async () => sha256(await readFile(path.join(tagDir, 'manifest.json')));
+  await mkdir(tagDir, { recursive: true });
+  await skopeoCopy(`oci:${single.dir}:v1`, `dir:${tagDir}`, ['--quiet']);
+  const urlPath = '/v2/static/retag/manifests/v1';
+  const first = await untilReady(ports.entry, urlPath, { accept: ALL });
+  const firstDigest = await manifestDigest();
+  assert.equal(header(first, 'docker-content-digest'), firstDigest);
+  // The answer is remembered now; the tag moves to another image.
+  const other = await writeOciLayout(await layoutDir(), 'v1', [{ layers: [await tarLayer({ 'other.txt': 'other\n' })] }]);
+  await skopeoCopy(`oci:${other.dir}:v1`, `dir:${tagDir}`, ['--quiet']);
+  const movedDigest = await manifestDigest();
+  assert.notEqual(movedDigest, firstDigest);
+  const deadline = Date.now() + 20_000;
+  let moved: Answer;
+  for (;;) {
+    moved = await ask(ports.entry, 'GET', urlPath, { accept: ALL });
+    if (header(moved, 'docker-content-digest') !== firstDigest) break;
+    assert.ok(Date.now() < deadline, `${urlPath} still answers the old manifest`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.equal(moved.status, 200);
+  assert.equal(header(moved, 'docker-content-digest'), movedDigest);
+  assert.equal(moved.body, (await readFile(path.join(tagDir, 'manifest.json'))).toString('latin1'));
+  // Once ready again, the new answer is the one given, alike to Express's.
+  const again = await untilReady(ports.entry, urlPath, { accept: ALL });
+  assert.equal(header(again, 'docker-content-digest'), movedDigest);
+  assert.deepEqual(await same('GET', urlPath), again);
+});
+
+test('a ready answer is kept for the Host it was given on: the same URL on another host is answered for that host', async () => {
+  const config = loadConfig({
+    PORT: '0',
+    KONTAIN_DOMAIN: 'kontain.test',
+    KONTAIN_STORE: path.join(work, 'store-hosts'),
+    KONTAIN_STATIC_ROOT: path.join(work, 'tree'),
+    KONTAIN_LOG_LEVEL: 'warn',
+  });
+  const hosted = await startServer(config, createLogger(config.logLevel, { write: () => undefined }), '127.0.0.1');
+  try {
+    const get = (host: string) =>
+      new Promise<{ status: number; digest?: string; body: string }>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port: hosted.port, path: '/v2/static/app/manifests/v1', headers: { host, accept: ALL }, agent: false }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () => resolve({ status: res.statusCode!, digest: res.headers['docker-content-digest'] as string | undefined, body: Buffer.concat(chunks).toString() }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const expected = sha256(await readFile(path.join(work, 'tree', 'app', 'v1', 'manifest.json')));
+    // On the bare domain the path names the host: static, repository app. On static's
+    // own host the repository is static/app, which the tree does not have.
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 3; i++) {
+        const byPath = await get('kontain.test');
+        assert.equal(byPath.status, 200);
+        assert.equal(byPath.digest, expected);
+      }
+      const byHost = await get('static.kontain.test');
+      assert.equal(byHost.status, 404);
+      assert.equal((JSON.parse(byHost.body) as { errors: Array<{ code: string }> }).errors[0]!.code, 'NAME_UNKNOWN');
+    }
+  } finally {
+    await hosted.close();
+  }
 });
 
 test('everything but the base route and manifest GET/HEAD reaches Express: blobs, a bad name, a push', async () => {

@@ -41,6 +41,16 @@ export interface TagPage {
   next?: string;
 }
 
+/** A manifest a host holds ready (Generator.manifestNow), and how long the host vouches for it. */
+export interface ReadyManifest {
+  manifest: StoredManifest;
+  /**
+   * Until when (a performance.now() time) the host would give the same answer without
+   * looking again: the fast entry may repeat it until then without asking.
+   */
+  freshUntil: number;
+}
+
 /**
  * One host's image maker. It returns descriptors of content it has put in the store (or,
  * for hosts that fetch on demand, can produce through the optional methods); it never
@@ -70,7 +80,7 @@ export interface Generator {
    * it ready in memory and current (no I/O to wait for); undefined to ask them instead.
    * Asked of storeless hosts by the fast entry, so a repeated pull is answered at once.
    */
-  manifestNow?(repository: string, reference: Reference): StoredManifest | undefined;
+  manifestNow?(repository: string, reference: Reference): ReadyManifest | undefined;
   /**
    * A blob that is not in the store yet, or not yet linked to this repository. `linked` is
    * set when an image served under the repository references the blob, with its size: the

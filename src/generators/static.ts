@@ -6,7 +6,7 @@ import type { ByteRange } from '../storage/backend.js';
 import { StaticTree, type Found } from '../static/tree.js';
 import { TreeProblem } from '../static/confined.js';
 import type { Broken, SourcedManifest, StaticRepository } from '../static/repository.js';
-import type { BlobSource, Generator, TagPage, TagRequest } from './generator.js';
+import type { BlobSource, Generator, ReadyManifest, TagPage, TagRequest } from './generator.js';
 
 export interface StaticOptions {
   /** The directory of images (skopeo `dir:` copies and OCI layouts). */
@@ -65,10 +65,10 @@ export class StaticGenerator implements Generator {
   }
 
   /** A manifest the kept view holds and still vouches for; anything else (broken ones too) is left to the async methods. */
-  manifestNow(repository: string, reference: Reference): StoredManifest | undefined {
+  manifestNow(repository: string, reference: Reference): ReadyManifest | undefined {
     const relative = this.relative(repository);
     const found = relative && this.tree.lookupNow(relative, reference.tag !== undefined ? byTag(reference.tag) : byDigest(reference.digest));
-    return found && !('problem' in found) ? found : undefined;
+    return found && !('problem' in found.value) ? { manifest: found.value, freshUntil: found.freshUntil } : undefined;
   }
 
   async fetchBlob(repository: string, digest: string, _log: Logger): Promise<BlobSource | undefined> {

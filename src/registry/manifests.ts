@@ -22,6 +22,12 @@ export interface ReadyAnswer {
   body: Buffer;
 }
 
+/** A ready answer, and until when (performance.now() time) its host vouches for it (ReadyManifest.freshUntil). */
+export interface AnswerNow {
+  answer: ReadyAnswer;
+  freshUntil: number;
+}
+
 export interface ManifestServerOptions {
   store: ContentStore;
   /** Told how long each successful generator.manifest call took (metrics). */
@@ -56,11 +62,12 @@ export class ManifestServer {
    * the request's reference, read by the caller. Counts as serve() does for the generation
    * metric.
    */
-  answerNow(req: IncomingMessage, generator: Generator, target: ServiceTarget, ref: Reference): ReadyAnswer | undefined {
+  answerNow(req: IncomingMessage, generator: Generator, target: ServiceTarget, ref: Reference): AnswerNow | undefined {
     if (!generator.storeless || !generator.manifestNow || req.headers['if-none-match'] !== undefined) return undefined;
     const started = performance.now();
-    const manifest = generator.manifestNow(target.repository, ref);
-    if (!manifest) return undefined;
+    const ready = generator.manifestNow(target.repository, ref);
+    if (!ready) return undefined;
+    const { manifest } = ready;
     if (ref.tag !== undefined) {
       if (!AcceptedTypes.fromHeaders(req.headers.accept).accepts(manifest.mediaType)) return undefined;
       this.options.onGeneration?.(generator.service, (performance.now() - started) / 1000);
@@ -70,7 +77,7 @@ export class ManifestServer {
       answer = readyAnswer(manifest);
       this.ready.set(manifest, answer);
     }
-    return answer ?? undefined;
+    return answer ? { answer, freshUntil: ready.freshUntil } : undefined;
   }
 
   async serve(req: IncomingMessage, res: ServerResponse, request: ManifestRequest): Promise<void> {

@@ -58,13 +58,18 @@ export class StaticTree {
     return this.checks.run(key, () => isCurrent(stamps));
   }
 
-  /** isCurrentNow, trusted for RECHECK_MS after it last said yes. */
-  private stillCurrent(sources: readonly Stamp[]): boolean {
+  /**
+   * isCurrentNow, trusted for RECHECK_MS after it last said yes: until when (performance.now()
+   * time) the sources are vouched for, or undefined when one of them changed.
+   */
+  private currentUntil(sources: readonly Stamp[]): number | undefined {
     const now = performance.now();
-    if (sources.every((s) => now - (this.verified.get(s) ?? -Infinity) < RECHECK_MS)) return true;
-    if (!isCurrentNow(sources)) return false;
+    let until = now + RECHECK_MS;
+    for (const s of sources) until = Math.min(until, (this.verified.get(s) ?? -Infinity) + RECHECK_MS);
+    if (now < until) return until;
+    if (!isCurrentNow(sources)) return undefined;
     for (const s of sources) this.verified.set(s, now);
-    return true;
+    return now + RECHECK_MS;
   }
 
   /**
@@ -90,15 +95,19 @@ export class StaticTree {
    */
   async lookup<T>(name: string, find: (repo: StaticRepository) => Found<T> | undefined): Promise<{ value?: T } | undefined> {
     const kept = this.lookupNow(name, find);
-    if (kept !== undefined) return { value: kept };
+    if (kept !== undefined) return { value: kept.value };
     const repo = await this.repository(name);
     return repo && { value: find(repo)?.value };
   }
 
-  /** What `find` finds in the kept view when its sources still vouch for it, without waiting on anything; else undefined. */
-  lookupNow<T>(name: string, find: (repo: StaticRepository) => Found<T> | undefined): T | undefined {
+  /**
+   * What `find` finds in the kept view when its sources still vouch for it, without
+   * waiting on anything, and until when they do (see currentUntil); else undefined.
+   */
+  lookupNow<T>(name: string, find: (repo: StaticRepository) => Found<T> | undefined): { value: T; freshUntil: number } | undefined {
     const cached = this.cache.get(name);
     const hit = cached && find(cached);
-    return hit && this.stillCurrent(hit.sources) ? hit.value : undefined;
+    const freshUntil = hit && this.currentUntil(hit.sources);
+    return freshUntil === undefined ? undefined : { value: hit!.value, freshUntil };
   }
 }
