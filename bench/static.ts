@@ -1,7 +1,9 @@
 /**
  * bench/static: the static host against nginx serving `kontain export nginx` of the same
  * tree, in one run:
- *   - blob MB/s: `curl` GETs of a 100 MB blob (median of ROUNDS, the two servers alternating),
+ *   - blob MB/s: `curl` GETs of a 100 MB blob (per round the median of BLOB_GETS, then the
+ *     median of ROUNDS, the two servers alternating: one GET takes ~50 ms and single GETs
+ *     vary by a third on this kind of machine),
  *   - manifest requests/s: `wrk` GETs of a manifest by tag (median of ROUNDS runs of SECONDS).
  * Both serve from one process (nginx: one worker) and write no access log: kontain runs
  * with KONTAIN_LOG_LEVEL=warn. A third server gives the floor for any Node server: a bare
@@ -28,6 +30,7 @@ import { BUNDLE_ENTRY, SERVER_NODE_FLAGS } from '../test/support/server-process.
 const exec = promisify(execFile);
 const ROUNDS = 5;
 const SECONDS = 5;
+const BLOB_GETS = 5;
 const BLOB_BYTES = 100_000_000;
 const sha256 = (data: Buffer) => 'sha256:' + createHash('sha256').update(data).digest('hex');
 
@@ -124,15 +127,20 @@ async function main() {
     }
     for (let round = 0; round < ROUNDS; round++) {
       for (const [name, base] of Object.entries(servers)) {
-        blob[name]!.push(await blobSpeed(base + paths.blob));
+        const gets: number[] = [];
+        for (let i = 0; i < BLOB_GETS; i++) gets.push(await blobSpeed(base + paths.blob));
+        blob[name]!.push(median(gets));
         manifest[name]!.push(await manifestRate(base + paths.manifest));
       }
       manifest.bare!.push(await manifestRate(bare.url + paths.manifest));
     }
     const b = { kontain: median(blob.kontain!), nginx: median(blob.nginx!) };
     const m = { kontain: median(manifest.kontain!), nginx: median(manifest.nginx!), bare: median(manifest.bare!) };
+    const spread = (values: number[]) => `${Math.min(...values).toFixed(0)}–${Math.max(...values).toFixed(0)}`;
     console.log(`blob (100 MB)  kontain ${b.kontain.toFixed(0)} MB/s  nginx ${b.nginx.toFixed(0)} MB/s  ratio ${(b.kontain / b.nginx).toFixed(2)}x (target ≥ 0.7x)`);
+    console.log(`  rounds: kontain ${spread(blob.kontain!)}, nginx ${spread(blob.nginx!)} MB/s`);
     console.log(`manifest       kontain ${m.kontain.toFixed(0)} req/s  nginx ${m.nginx.toFixed(0)} req/s  ratio ${(m.kontain / m.nginx).toFixed(2)}x (target ≥ 0.5x)`);
+    console.log(`  rounds: kontain ${spread(manifest.kontain!)}, nginx ${spread(manifest.nginx!)} req/s`);
     console.log(`  floor: bare node:http with the same answer ${m.bare.toFixed(0)} req/s = ${(m.bare / m.nginx).toFixed(2)}x nginx; kontain ${(m.kontain / m.bare).toFixed(2)}x of it`);
   } finally {
     await kontain.stop();
