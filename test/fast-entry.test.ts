@@ -340,7 +340,31 @@ test('a ready answer is kept for the Host it was given on: the same URL on anoth
   }
 });
 
-test('everything but the base route and manifest GET/HEAD reaches Express: blobs, a bad name, a push', async () => {
+test('static blobs, GET and HEAD, whole, in part and refused: the entry answers them as Express does, without it', async () => {
+  const manifest = JSON.parse((await same('GET', '/v2/static/app/manifests/v1')).body) as { config: { digest: string }; layers: Array<{ digest: string }> };
+  const layer = manifest.layers[0]!.digest;
+  const blobUrl = (digest: string) => `/v2/static/app/blobs/${digest}`;
+  const whole = await same('GET', blobUrl(layer), {});
+  assert.equal(whole.status, 200);
+  assert.equal(sha256(Buffer.from(whole.body, 'latin1')), layer);
+  assert.equal(header(whole, 'docker-content-digest'), layer);
+  const head = await same('HEAD', blobUrl(manifest.config.digest), {});
+  assert.equal(head.status, 200);
+  assert.equal(head.body, '');
+  const part = await same('GET', blobUrl(layer), { range: 'bytes=2-9' });
+  assert.equal(part.status, 206);
+  assert.equal(part.body, whole.body.slice(2, 10));
+  assert.equal(part.log.range, 'bytes=2-9');
+  const outside = await same('GET', blobUrl(layer), { range: 'bytes=99999999-' });
+  assert.equal(outside.status, 416);
+  const unknown = await same('GET', blobUrl(`sha256:${'0'.repeat(64)}`), {});
+  assert.equal(unknown.status, 404);
+  assert.equal((JSON.parse(unknown.body) as { errors: Array<{ code: string }> }).errors[0]!.code, 'BLOB_UNKNOWN');
+  const invalid = await same('GET', blobUrl('sha256:nothex'), {});
+  assert.equal(invalid.status, 400);
+});
+
+test('everything but the base route, manifest GET/HEAD and static blob GET/HEAD reaches Express: a mirror blob, a bad name, a push', async () => {
   for (const [method, urlPath] of [
     ['POST', '/v2/'],
     ['GET', '/v2//'],

@@ -1,19 +1,15 @@
 import type { Request, Response, NextFunction, RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import { pipeline } from 'node:stream/promises';
-import { isSendable } from '../storage/file-range-stream.js';
-import type { Readable } from 'node:stream';
 import type { ContentStore } from '../content/store.js';
 import type { Generator } from '../generators/generator.js';
 import { MediaType } from '../oci/mediatypes.js';
 import type { Descriptor, ImageIndex } from '../oci/types.js';
-import { ObjectNotFound } from '../storage/backend.js';
 import { RegistryError } from './errors.js';
 import { checkDigest, checkName } from './names.js';
 import { parseRegistryPath } from './paths.js';
-import { parseRange } from './range.js';
 import { resolveService, type ServiceTarget } from './services.js';
 import { API_VERSION_HEADER, ManifestServer, sendBytes } from './manifests.js';
+import { serveBlob } from './blobs.js';
 import { pageTags } from './tags.js';
 
 export interface RegistryOptions {
@@ -79,79 +75,12 @@ export function registryRouter(options: RegistryOptions): RequestHandler {
         return manifests.serve(req, res, { generator, target, reference: path.reference, log, baseUrl: `${req.protocol}://${req.get('host') ?? 'localhost'}` });
       case 'blob':
         fields.reference = path.digest;
-        return serveBlob(req, res, generator, target, path.digest, log);
+        return serveBlob(req, res, { store, generator, target, reference: path.digest, log, fields, redirect: (url) => res.redirect(307, url) });
       case 'tags':
         return serveTags(req, res, generator, target, path.name, log);
       case 'referrers':
         fields.reference = path.digest;
         return serveReferrers(req, res, generator, target, path.digest, log);
-    }
-  }
-
-  async function serveBlob(req: Request, res: Response, generator: Generator, target: ServiceTarget, reference: string, log: Logger): Promise<void> {
-    const digest = checkDigest(reference);
-    // Only under a repository whose images reference it (see findManifest).
-    const link = generator.storeless ? undefined : await store.links.find(generator.service, target.repository, digest);
-    const stored = link && (await store.statBlob(digest));
-    const source = stored
-      ? { size: stored.size, open: (range?: { start: number; end: number }) => store.readBlob(digest, range) }
-      : await generator.fetchBlob?.(target.repository, digest, log, link);
-    if (!source) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest} is not known to ${generator.service}`, { detail: { digest } });
-
-    res.setHeader('Docker-Content-Digest', digest);
-    res.setHeader('ETag', `"${digest}"`);
-    res.setHeader('Cache-Control', 'max-age=31536000, immutable');
-    res.setHeader('Accept-Ranges', 'bytes');
-    res.setHeader('Content-Type', 'application/octet-stream');
-    if (req.method === 'HEAD') {
-      source.abandon?.();
-      res.setHeader('Content-Length', source.size);
-      res.status(200).end();
-      return;
-    }
-    // Redirect only to an object that exists: `stored` is the store's own answer.
-    if (stored) {
-      const url = await store.blobURL(digest);
-      if (url) {
-        res.removeHeader('Content-Type');
-        res.redirect(307, url);
-        return;
-      }
-    }
-    if (req.headers.range) (res.locals.fields as RequestLogFields).range = req.headers.range;
-    const range = parseRange(req.headers.range, source.size);
-    if (range.kind === 'unsatisfiable') {
-      source.abandon?.();
-      throw new RegistryError('RANGE_INVALID', `range ${req.headers.range} is outside the blob's ${source.size} bytes`, {
-        headers: { 'Content-Range': `bytes */${source.size}` },
-      });
-    }
-    let body: Readable;
-    try {
-      body = await source.open(range.kind === 'range' ? range.range : undefined);
-    } catch (err) {
-      // Deleted between stat and read (garbage collection): the client may simply retry.
-      if (err instanceof ObjectNotFound) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest} is no longer available`);
-      throw err;
-    }
-    if (range.kind === 'range') {
-      const { start, end } = range.range;
-      res.status(206);
-      res.setHeader('Content-Range', `bytes ${start}-${end}/${source.size}`);
-      res.setHeader('Content-Length', end - start + 1);
-    } else {
-      res.status(200);
-      res.setHeader('Content-Length', source.size);
-    }
-    try {
-      // A stored file sends itself without a buffer per chunk (see FileRangeStream).
-      if (isSendable(body)) await body.sendTo(res);
-      else await pipeline(body, res);
-    } catch (err) {
-      // The client went away or the source failed mid-stream: headers are gone, so the
-      // connection is cut and the client sees a short body (and a digest mismatch).
-      log.warn({ err, digest }, 'blob stream ended early');
-      res.destroy();
     }
   }
 

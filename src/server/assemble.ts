@@ -59,9 +59,9 @@ export async function assembleServer(
     const app = appModule.then(({ createApp }) => createApp({ config, store, generators, log, metrics, taskEndpoint, builds }));
     const expressGate = startGate({ domain: config.domain, project: config.project, log, metrics });
     app.then(expressGate.open, expressGate.fail);
-    // Cached manifest GET/HEAD are answered in front of Express (fast-entry.ts).
+    // Manifest and static blob GET/HEAD are answered in front of Express (fast-entry.ts).
     const manifests = new ManifestServer({ store, onGeneration: metrics.observeGeneration });
-    const entry = fastEntry(expressGate.listener, { generators, domain: config.domain, project: config.project, log, metrics, manifests });
+    const entry = fastEntry(expressGate.listener, { generators, domain: config.domain, project: config.project, log, metrics, manifests, store });
     const start = async () => {
       const gc = startPeriodicGc(store, { intervalMs: config.gcIntervalSeconds * 1000, graceMs: config.gcGraceSeconds * 1000, ...buildLifetimes(config), log });
       // The embedded queue runs overdue tasks at once, and their images should be servable as they appear.

@@ -1,6 +1,8 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import type { ContentStore } from '../content/store.js';
 import type { Generator } from '../generators/generator.js';
+import { serveBlob } from '../registry/blobs.js';
 import { API_VERSION_HEADER, sendBytes, type AnswerNow, type ManifestServer, type ReadyAnswer } from '../registry/manifests.js';
 import { checkName, parseReference, type Reference } from '../registry/names.js';
 import { parseRegistryPath } from '../registry/paths.js';
@@ -25,6 +27,7 @@ export interface BaseRouteOptions {
 export interface FastEntryOptions extends BaseRouteOptions {
   generators: ReadonlyMap<string, Generator>;
   manifests: ManifestServer;
+  store: ContentStore;
 }
 
 /** Hosts whose `/v2/` requests only Express answers: viz refuses them in its own router. */
@@ -32,7 +35,7 @@ const EXPRESS_ONLY = new Set([VIZ_SERVICE]);
 /** Characters of a manifest path kontain can serve; anything else (odd encodings, fragments) is left to Express. */
 const PLAIN_PATH = /^\/v2\/[A-Za-z0-9._\-/:%@+~]+$/;
 /**
- * Manifest routes read before, by URL: pulls repeat the same few, and reading one again
+ * Routes read before, by URL: pulls repeat the same few, and reading one again
  * (decoding, the route and name patterns) was a measurable share of a ready answer. Keyed
  * by the URL alone, which is cheaper to look up than URL and Host together; a route holds
  * the Host it was read for, and another Host on the same URL reads its own in its place.
@@ -45,7 +48,9 @@ const MAX_KEPT_URL = 512;
  */
 const MAX_REMEMBERED_BYTES = 16 * 1024;
 
-interface ManifestRoute {
+interface KeptRoute {
+  /** A manifest, or a blob of a storeless host (a static tree's file: no redirect to decide). */
+  kind: 'manifest' | 'blob';
   /** The Host header the route was read for. */
   host: string | undefined;
   target: ServiceTarget;
@@ -88,42 +93,50 @@ export function answerBaseRoute(req: IncomingMessage, res: ServerResponse, { log
 }
 
 /**
- * The server's request entry: the base route, and manifest GET and HEAD, the requests
- * pulls repeat most, are answered here on node:http; everything else goes to the
- * Express app. Express's routing costs several times what serving a cached manifest does (measured: a bare
- * one-route Express 5 app answers about a tenth of node:http's requests per second).
+ * The server's request entry: the base route, manifest GET and HEAD, and blob GET and
+ * HEAD of storeless hosts (a static tree), the requests pulls repeat most, are answered
+ * here on node:http; everything else goes to the Express app. Express's routing costs
+ * several times what serving a cached manifest does (measured: a bare one-route Express 5
+ * app answers about a tenth of node:http's requests per second), and the requests it
+ * handles slow the others down: it gives node:http's request and response objects its own
+ * prototypes, and node:http's code, having seen both kinds, runs slower for all
+ * (bench/static: 20 tag lists before each run of manifest requests took them from 0.88x
+ * to 0.72x of a bare node:http server; 5 blob GETs, to 0.76x).
  * The answer is the Express path's own: the same request log line, metrics, links checks,
- * negotiation, headers and error bodies (ManifestServer, startRequestLog, Metrics.track,
- * sendError), and every request this entry does not fully recognise goes to Express.
+ * negotiation, headers and error bodies (ManifestServer, serveBlob, startRequestLog,
+ * Metrics.track, sendError), and every request this entry does not fully recognise goes
+ * to Express.
  */
 export function fastEntry(app: RequestListener, options: FastEntryOptions): RequestListener {
   const services = new Set(options.generators.keys());
   const { log, metrics, manifests, project } = options;
 
-  const routes = new BoundedMap<string, ManifestRoute>(KEPT_ROUTES);
+  const routes = new BoundedMap<string, KeptRoute>(KEPT_ROUTES);
 
-  /** The manifest route a GET or HEAD names, read and kept; undefined for any other request. */
-  const route = (req: IncomingMessage): ManifestRoute | undefined => {
+  /** The manifest or static blob route a GET or HEAD names, read and kept; undefined for any other request. */
+  const route = (req: IncomingMessage): KeptRoute | undefined => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return undefined;
     const url = req.url ?? '';
-    if (!url.startsWith('/v2/') || !url.includes('/manifests/')) return undefined;
+    if (!url.startsWith('/v2/') || !(url.includes('/manifests/') || url.includes('/blobs/'))) return undefined;
     const found = readRoute(req.headers.host, url);
     if (found && url.length <= MAX_KEPT_URL) routes.set(url, found);
     return found;
   };
 
-  const readRoute = (host: string | undefined, url: string): ManifestRoute | undefined => {
+  const readRoute = (host: string | undefined, url: string): KeptRoute | undefined => {
     const query = url.indexOf('?');
     const path = query === -1 ? url : url.slice(0, query);
     if (!PLAIN_PATH.test(path)) return undefined;
     const parsed = parseRegistryPath(path);
-    if (parsed.kind !== 'manifest') return undefined;
+    if (parsed.kind !== 'manifest' && parsed.kind !== 'blob') return undefined;
     try {
       // Express answers a bad name or an unknown host with its error; no need to repeat it here.
       checkName(parsed.name);
       const target = resolveService(host, options.domain, parsed.name, services);
       if (EXPRESS_ONLY.has(target.service)) return undefined;
-      return { host, target, generator: options.generators.get(target.service)!, reference: parsed.reference, parsed: readReference(parsed.reference) };
+      const generator = options.generators.get(target.service)!;
+      if (parsed.kind === 'blob') return generator.storeless ? { kind: 'blob', host, target, generator, reference: parsed.digest } : undefined;
+      return { kind: 'manifest', host, target, generator, reference: parsed.reference, parsed: readReference(parsed.reference) };
     } catch {
       return undefined;
     }
@@ -146,7 +159,7 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
   };
 
   /** The route's remembered answer, when it fits this request and is still fresh: written, and true. */
-  const answerRemembered = (req: IncomingMessage, res: ServerResponse, found: ManifestRoute): boolean => {
+  const answerRemembered = (req: IncomingMessage, res: ServerResponse, found: KeptRoute): boolean => {
     const remembered = found.remembered;
     if (remembered === undefined || req.headers.accept !== remembered.accept || req.headers['if-none-match'] !== undefined) return false;
     const started = performance.now();
@@ -161,7 +174,7 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
   };
 
   /** A manifest GET or HEAD on a route: its ready answer (remembered for the next), else ManifestServer.serve. */
-  const answerManifest = (req: IncomingMessage, res: ServerResponse, found: ManifestRoute): void => {
+  const answerManifest = (req: IncomingMessage, res: ServerResponse, found: KeptRoute): void => {
     const { target, generator, reference, parsed } = found;
     const url = req.url!;
     let ready: AnswerNow | undefined;
@@ -176,7 +189,24 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
       sendReady(req, res, ready.answer, target, reference);
       return;
     }
-    // In the order Express's middleware runs: request log, then metrics.
+    const { requestLog } = startAnswer(req, res, found);
+    const baseUrl = `${requestProtocol(req)}://${req.headers.host ?? 'localhost'}`;
+    manifests
+      .serve(req, res, { generator, target, reference, log: requestLog, baseUrl })
+      .catch((err: unknown) => sendError(err, req, res, requestLog, url));
+  };
+
+  /** A static blob GET or HEAD: what the Express router answers (serveBlob), without Express. */
+  const answerBlob = (req: IncomingMessage, res: ServerResponse, found: KeptRoute): void => {
+    const url = req.url!;
+    const { requestLog, fields } = startAnswer(req, res, found);
+    serveBlob(req, res, { store: options.store, generator: found.generator, target: found.target, reference: found.reference, log: requestLog, fields }).catch(
+      (err: unknown) => sendError(err, req, res, requestLog, url),
+    );
+  };
+
+  /** What Express's middleware and router do before a route's handler, in their order: request log, metrics, the API version header. */
+  const startAnswer = (req: IncomingMessage, res: ServerResponse, { target, reference }: KeptRoute) => {
     const fields: RequestLogFields = {};
     const requestLog = startRequestLog(log, project, req, res, fields, () => clientIp(req));
     metrics.track(res, () => fields);
@@ -184,17 +214,19 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
     fields.service = target.service;
     fields.repository = target.repository;
     fields.reference = reference;
-    const baseUrl = `${requestProtocol(req)}://${req.headers.host ?? 'localhost'}`;
-    manifests
-      .serve(req, res, { generator, target, reference, log: requestLog, baseUrl })
-      .catch((err: unknown) => sendError(err, req, res, requestLog, url));
+    return { requestLog, fields };
+  };
+
+  const answerRoute = (req: IncomingMessage, res: ServerResponse, found: KeptRoute): void => {
+    if (found.kind === 'blob') answerBlob(req, res, found);
+    else if (!answerRemembered(req, res, found)) answerManifest(req, res, found);
   };
 
   return (req: IncomingMessage, res: ServerResponse) => {
     if (req.method === 'GET' || req.method === 'HEAD') {
       const kept = routes.get(req.url ?? '');
       if (kept !== undefined && kept.host === req.headers.host) {
-        if (!answerRemembered(req, res, kept)) answerManifest(req, res, kept);
+        answerRoute(req, res, kept);
         return;
       }
     }
@@ -203,7 +235,7 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
       return;
     }
     const found = route(req);
-    if (found) answerManifest(req, res, found);
+    if (found) answerRoute(req, res, found);
     else app(req, res);
   };
 }
