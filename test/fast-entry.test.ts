@@ -9,6 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -335,6 +336,20 @@ test('a ready answer is kept for the Host it was given on: the same URL on anoth
       assert.equal(byHost.status, 404);
       assert.equal((JSON.parse(byHost.body) as { errors: Array<{ code: string }> }).errors[0]!.code, 'NAME_UNKNOWN');
     }
+    // Host sent twice (node:http's client will not): node:http takes the first, and so
+    // does the entry, not the last one, whose answer is remembered.
+    for (let i = 0; i < 3; i++) assert.equal((await get('kontain.test')).status, 200);
+    const twice = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(hosted.port, '127.0.0.1', () =>
+        socket.write(`GET /v2/static/app/manifests/v1 HTTP/1.1\r\nHost: static.kontain.test\r\nAccept: ${ALL}\r\nHost: kontain.test\r\nConnection: close\r\n\r\n`),
+      );
+      const chunks: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+      socket.on('end', () => resolve(Buffer.concat(chunks).toString()));
+      socket.on('error', reject);
+    });
+    assert.match(twice, /^HTTP\/1\.1 404 /);
+    assert.match(twice, /"code":"NAME_UNKNOWN"/);
   } finally {
     await hosted.close();
   }
