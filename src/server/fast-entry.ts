@@ -61,8 +61,9 @@ interface KeptRoute {
   /**
    * The route's last ready answer and the Accept line it was given for, repeated to
    * requests with the same line until the host's vouching for it runs out (freshUntil):
-   * the answer ManifestServer.answerNow would give again, for about a tenth of the work
-   * (bench/static).
+   * the answer ManifestServer.answerNow would give again, for half of what the entry
+   * added to node:http's own work (callgrind, per static manifest request: 5.6k
+   * instructions over a bare node:http server's 79k, against 12.3k).
    */
   remembered?: { accept: string | undefined; answer: ReadyAnswer; freshUntil: number };
 }
