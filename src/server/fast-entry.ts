@@ -35,8 +35,10 @@ const EXPRESS_ONLY = new Set([VIZ_SERVICE]);
 /** Characters of a manifest path kontain can serve; anything else (odd encodings, fragments) is left to Express. */
 const PLAIN_PATH = /^\/v2\/[A-Za-z0-9._\-/:%@+~]+$/;
 /**
- * Routes read before, by URL: pulls repeat the same few, and reading one again
- * (decoding, the route and name patterns) was a measurable share of a ready answer. Keyed
+ * Manifest routes read before, by URL: pulls repeat the same few, and reading one again
+ * (decoding, the route and name patterns) was a measurable share of a ready answer. Blob
+ * routes are read every time: each blob URL is asked for about once per pull, its bytes
+ * cost far more than the reading, and kept they would push manifest routes out. Keyed
  * by the URL alone, which is cheaper to look up than URL and Host together; a route holds
  * the Host it was read for, and another Host on the same URL reads its own in its place.
  */
@@ -48,7 +50,8 @@ const MAX_KEPT_URL = 512;
  */
 const MAX_REMEMBERED_BYTES = 16 * 1024;
 
-interface KeptRoute {
+/** A manifest or static blob request the entry answers, as read from its URL and Host. */
+interface EntryRoute {
   /** A manifest, or a blob of a storeless host (a static tree's file: no redirect to decide). */
   kind: 'manifest' | 'blob';
   /** The Host header the route was read for. */
@@ -112,19 +115,19 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
   const services = new Set(options.generators.keys());
   const { log, metrics, manifests, project } = options;
 
-  const routes = new BoundedMap<string, KeptRoute>(KEPT_ROUTES);
+  const routes = new BoundedMap<string, EntryRoute>(KEPT_ROUTES);
 
-  /** The manifest or static blob route a GET or HEAD names, read and kept; undefined for any other request. */
-  const route = (req: IncomingMessage): KeptRoute | undefined => {
+  /** The manifest (then kept) or static blob route a GET or HEAD names; undefined for any other request. */
+  const route = (req: IncomingMessage): EntryRoute | undefined => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return undefined;
     const url = req.url ?? '';
     if (!url.startsWith('/v2/') || !(url.includes('/manifests/') || url.includes('/blobs/'))) return undefined;
     const found = readRoute(req.headers.host, url);
-    if (found && url.length <= MAX_KEPT_URL) routes.set(url, found);
+    if (found?.kind === 'manifest' && url.length <= MAX_KEPT_URL) routes.set(url, found);
     return found;
   };
 
-  const readRoute = (host: string | undefined, url: string): KeptRoute | undefined => {
+  const readRoute = (host: string | undefined, url: string): EntryRoute | undefined => {
     const query = url.indexOf('?');
     const path = query === -1 ? url : url.slice(0, query);
     if (!PLAIN_PATH.test(path)) return undefined;
@@ -160,7 +163,7 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
   };
 
   /** The route's remembered answer, when it fits this request and is still fresh: written, and true. */
-  const answerRemembered = (req: IncomingMessage, res: ServerResponse, found: KeptRoute): boolean => {
+  const answerRemembered = (req: IncomingMessage, res: ServerResponse, found: EntryRoute): boolean => {
     const remembered = found.remembered;
     if (remembered === undefined || req.headers.accept !== remembered.accept || req.headers['if-none-match'] !== undefined) return false;
     const started = performance.now();
@@ -175,7 +178,7 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
   };
 
   /** A manifest GET or HEAD on a route: its ready answer (remembered for the next), else ManifestServer.serve. */
-  const answerManifest = (req: IncomingMessage, res: ServerResponse, found: KeptRoute): void => {
+  const answerManifest = (req: IncomingMessage, res: ServerResponse, found: EntryRoute): void => {
     const { target, generator, reference, parsed } = found;
     const url = req.url!;
     let ready: AnswerNow | undefined;
@@ -198,7 +201,7 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
   };
 
   /** A static blob GET or HEAD: what the Express router answers (serveBlob), without Express. */
-  const answerBlob = (req: IncomingMessage, res: ServerResponse, found: KeptRoute): void => {
+  const answerBlob = (req: IncomingMessage, res: ServerResponse, found: EntryRoute): void => {
     const url = req.url!;
     const { requestLog, fields } = startAnswer(req, res, found);
     serveBlob(req, res, { store: options.store, generator: found.generator, target: found.target, reference: found.reference, log: requestLog, fields }).catch(
@@ -207,7 +210,7 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
   };
 
   /** What Express's middleware and router do before a route's handler, in their order: request log, metrics, the API version header. */
-  const startAnswer = (req: IncomingMessage, res: ServerResponse, { target, reference }: KeptRoute) => {
+  const startAnswer = (req: IncomingMessage, res: ServerResponse, { target, reference }: EntryRoute) => {
     const fields: RequestLogFields = {};
     const requestLog = startRequestLog(log, project, req, res, fields, () => clientIp(req));
     metrics.track(res, () => fields);
@@ -218,7 +221,7 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
     return { requestLog, fields };
   };
 
-  const answerRoute = (req: IncomingMessage, res: ServerResponse, found: KeptRoute): void => {
+  const answerRoute = (req: IncomingMessage, res: ServerResponse, found: EntryRoute): void => {
     if (found.kind === 'blob') answerBlob(req, res, found);
     else if (!answerRemembered(req, res, found)) answerManifest(req, res, found);
   };
