@@ -107,7 +107,8 @@ export class StaticTree {
   lookupNow<T>(name: string, find: (repo: StaticRepository) => Found<T> | undefined): { value: T; freshUntil: number } | undefined {
     const cached = this.cache.get(name);
     const hit = cached && find(cached);
-    const freshUntil = hit && this.currentUntil(hit.sources);
-    return freshUntil === undefined ? undefined : { value: hit!.value, freshUntil };
+    if (!hit) return undefined;
+    const freshUntil = this.currentUntil(hit.sources);
+    return freshUntil === undefined ? undefined : { value: hit.value, freshUntil };
   }
 }
