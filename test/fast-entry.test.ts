@@ -23,6 +23,7 @@ import { ManifestServer } from '../src/registry/manifests.js';
 import { startUpstreamRegistry, type UpstreamRegistry } from './support/upstream-registry.js';
 import { layoutDir, pushOciLayout, tarLayer, writeOciLayout, type WrittenLayout } from './support/upstream-images.js';
 import { skopeoCopy } from './support/tools.js';
+import { until as poll } from './support/kontain-process.js';
 
 const ALL = [MediaType.ociManifest, MediaType.ociIndex, MediaType.dockerManifest, MediaType.dockerManifestList].join(', ');
 const USER_AGENT = 'kontain-fast-entry-test';
@@ -262,14 +263,13 @@ test('kept static manifests are ready answers, alike to what Express answers: GE
  * once the tree is older than that. Bounded: fails after 20 s.
  */
 async function untilReady(port: number, urlPath: string, headers: Record<string, string>): Promise<Answer> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
+  let answer: Answer | undefined;
+  await poll(`a ready answer to ${urlPath}`, async () => {
     const before = served.length;
-    const answer = await ask(port, 'GET', urlPath, headers);
-    if (served.length === before) return answer;
-    assert.ok(Date.now() < deadline, `${urlPath} was never answered ready`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+    answer = await ask(port, 'GET', urlPath, headers);
+    return served.length === before;
+  }, 20_000);
+  return answer!;
 }
 
 test('a ready answer follows the tree: a tag pointed at another image on disk is served as it is', async () => {
@@ -286,17 +286,14 @@ test('a ready answer follows the tree: a tag pointed at another image on disk is
   await skopeoCopy(`oci:${other.dir}:v1`, `dir:${tagDir}`, ['--quiet']);
   const movedDigest = await manifestDigest();
   assert.notEqual(movedDigest, firstDigest);
-  const deadline = Date.now() + 20_000;
-  let moved: Answer;
-  for (;;) {
+  let moved: Answer | undefined;
+  await poll(`${urlPath} to answer other than the old manifest`, async () => {
     moved = await ask(ports.entry, 'GET', urlPath, { accept: ALL });
-    if (header(moved, 'docker-content-digest') !== firstDigest) break;
-    assert.ok(Date.now() < deadline, `${urlPath} still answers the old manifest`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  assert.equal(moved.status, 200);
-  assert.equal(header(moved, 'docker-content-digest'), movedDigest);
-  assert.equal(moved.body, (await readFile(path.join(tagDir, 'manifest.json'))).toString('latin1'));
+    return header(moved, 'docker-content-digest') !== firstDigest;
+  }, 20_000);
+  assert.equal(moved!.status, 200);
+  assert.equal(header(moved!, 'docker-content-digest'), movedDigest);
+  assert.equal(moved!.body, (await readFile(path.join(tagDir, 'manifest.json'))).toString('latin1'));
   // Once ready again, the new answer is the one given, alike to Express's.
   const again = await untilReady(ports.entry, urlPath, { accept: ALL });
   assert.equal(header(again, 'docker-content-digest'), movedDigest);
