@@ -300,6 +300,22 @@ test('a ready answer follows the tree: a tag pointed at another image on disk is
   assert.deepEqual(await same('GET', urlPath), again);
 });
 
+test('long Host and Accept lines (beyond what a kept route holds) are answered alike to Express, again and again', async () => {
+  const byTag = '/v2/static/app/manifests/v1';
+  const longAccept = [...Array.from({ length: 200 }, (_, i) => `application/x-padding-${i}`), ALL].join(', ');
+  const longHost = `${'h'.repeat(1000)}.example`;
+  const expected = sha256(await readFile(path.join(work, 'tree', 'app', 'v1', 'manifest.json')));
+  for (let i = 0; i < 3; i++) {
+    for (const headers of [{ accept: longAccept }, { accept: ALL, host: longHost }] as Array<Record<string, string>>) {
+      const answer = await same('GET', byTag, headers);
+      assert.equal(answer.status, 200);
+      assert.equal(header(answer, 'docker-content-digest'), expected);
+    }
+  }
+  const refused = await same('GET', byTag, { accept: `${'application/x-nothing, '.repeat(200)}application/x-none` });
+  assert.equal(refused.status, 404);
+});
+
 test('a ready answer is kept for the Host it was given on: the same URL on another host is answered for that host', async () => {
   const config = loadConfig({
     PORT: '0',

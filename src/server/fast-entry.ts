@@ -43,12 +43,15 @@ const PLAIN_PATH = /^\/v2\/[A-Za-z0-9._\-/:%@+~]+$/;
  * the Host it was read for, and another Host on the same URL reads its own in its place.
  */
 const KEPT_ROUTES = 1024;
-const MAX_KEPT_URL = 512;
+/** Host and URL together, at most, of a kept route: both are the client's and held with it. */
+const MAX_KEPT_KEY = 512;
 /**
  * A kept route remembers its last ready answer only up to this size, so remembered
  * answers hold at most KEPT_ROUTES times this (16 MiB); a manifest is mostly a few KiB.
  */
 const MAX_REMEMBERED_BYTES = 16 * 1024;
+/** The longest Accept line a remembered answer is kept with (as AcceptedTypes keeps them). */
+const MAX_REMEMBERED_ACCEPT = 1024;
 
 /** A manifest or static blob request the entry answers, as read from its URL and Host. */
 interface EntryRoute {
@@ -123,7 +126,7 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
     const url = req.url ?? '';
     if (!url.startsWith('/v2/') || !(url.includes('/manifests/') || url.includes('/blobs/'))) return undefined;
     const found = readRoute(req.headers.host, url);
-    if (found?.kind === 'manifest' && url.length <= MAX_KEPT_URL) routes.set(url, found);
+    if (found?.kind === 'manifest' && url.length + (found.host?.length ?? 0) <= MAX_KEPT_KEY) routes.set(url, found);
     return found;
   };
 
@@ -189,7 +192,8 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
       ready = undefined;
     }
     if (ready) {
-      if (ready.answer.body.length <= MAX_REMEMBERED_BYTES) found.remembered = { accept: req.headers.accept, ...ready };
+      const accept = req.headers.accept;
+      if (ready.answer.body.length <= MAX_REMEMBERED_BYTES && (accept?.length ?? 0) <= MAX_REMEMBERED_ACCEPT) found.remembered = { accept, ...ready };
       sendReady(req, res, ready.answer, target, reference);
       return;
     }
