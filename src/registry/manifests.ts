@@ -1,4 +1,4 @@
-import { validateHeaderValue, type IncomingMessage, type ServerResponse } from 'node:http';
+import { validateHeaderValue, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { ContentStore } from '../content/store.js';
 import type { Generator } from '../generators/generator.js';
@@ -59,17 +59,17 @@ export class ManifestServer {
    * serve()'s 200 answer when the generator holds the manifest ready (manifestNow) and no
    * decision needs more than that: a storeless host, a tag whose manifest the client
    * accepts as it is, no If-None-Match. Undefined otherwise, and serve() answers. `ref` is
-   * the request's reference, read by the caller. Counts as serve() does for the generation
-   * metric.
+   * the request's reference, read by the caller; `headers` its Accept and If-None-Match.
+   * Counts as serve() does for the generation metric.
    */
-  answerNow(req: IncomingMessage, generator: Generator, target: ServiceTarget, ref: Reference): AnswerNow | undefined {
-    if (!generator.storeless || !generator.manifestNow || req.headers['if-none-match'] !== undefined) return undefined;
+  answerNow(headers: Pick<IncomingHttpHeaders, 'accept' | 'if-none-match'>, generator: Generator, target: ServiceTarget, ref: Reference): AnswerNow | undefined {
+    if (!generator.storeless || !generator.manifestNow || headers['if-none-match'] !== undefined) return undefined;
     const started = performance.now();
     const ready = generator.manifestNow(target.repository, ref);
     if (!ready) return undefined;
     const { manifest } = ready;
     if (ref.tag !== undefined) {
-      if (!AcceptedTypes.fromHeaders(req.headers.accept).accepts(manifest.mediaType)) return undefined;
+      if (!AcceptedTypes.fromHeaders(headers.accept).accepts(manifest.mediaType)) return undefined;
       this.options.onGeneration?.(generator.service, (performance.now() - started) / 1000);
     }
     let answer = this.ready.get(manifest);

@@ -6,6 +6,7 @@ import { ContentStore } from '../content/store.js';
 import { createGenerators } from '../generators/index.js';
 import { createBuildFacility } from '../builds/index.js';
 import type { StorageBackend } from '../storage/backend.js';
+import type { RememberedAnswers } from './connection-entry.js';
 import { fastEntry } from './fast-entry.js';
 import { startGate } from './start-gate.js';
 import { ManifestServer } from '../registry/manifests.js';
@@ -21,6 +22,8 @@ export interface Assembled {
    * once; what only Express answers waits for `app`.
    */
   entry: RequestListener;
+  /** What the fast entry remembers, for the connection entry (connection-entry.ts). */
+  remembered: RememberedAnswers;
   /** The Express app, once loaded (it rejects if Express could not be loaded). */
   app: Promise<Express>;
   store: ContentStore;
@@ -61,14 +64,14 @@ export async function assembleServer(
     app.then(expressGate.open, expressGate.fail);
     // Manifest and static blob GET/HEAD are answered in front of Express (fast-entry.ts).
     const manifests = new ManifestServer({ store, onGeneration: metrics.observeGeneration });
-    const entry = fastEntry(expressGate.listener, { generators, domain: config.domain, project: config.project, log, metrics, manifests, store });
+    const { listener: entry, remembered } = fastEntry(expressGate.listener, { generators, domain: config.domain, project: config.project, log, metrics, manifests, store });
     const start = async () => {
       const gc = startPeriodicGc(store, { intervalMs: config.gcIntervalSeconds * 1000, graceMs: config.gcGraceSeconds * 1000, ...buildLifetimes(config), log });
       // The embedded queue runs overdue tasks at once, and their images should be servable as they appear.
       await tasks.start();
       return gc;
     };
-    return { entry, app, store, tasks, start };
+    return { entry, remembered, app, store, tasks, start };
   } catch (err) {
     await tasks.stop();
     throw err;

@@ -1,4 +1,4 @@
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { ContentStore } from '../content/store.js';
 import type { Generator } from '../generators/generator.js';
@@ -11,9 +11,10 @@ import { resolveService, serviceFromHost, type ServiceTarget } from '../registry
 import { sendError } from './error-response.js';
 import { BoundedMap } from '../util/bounded-map.js';
 import { VIZ_SERVICE } from '../viz/host.js';
+import type { RememberedAnswers } from './connection-entry.js';
 import { clientIp, requestProtocol } from './forwarded.js';
 import { startRequestLog } from './logging.js';
-import type { Metrics } from './metrics.js';
+import { NO_SERVICE, type Metrics } from './metrics.js';
 
 /** What answering the base route needs: the start gate (start-gate.ts) answers it before the rest is loaded. */
 export interface BaseRouteOptions {
@@ -74,19 +75,22 @@ interface EntryRoute {
   remembered?: { accept: string | undefined; answer: ReadyAnswer; freshUntil: number };
 }
 
-const BASE_BODY = Buffer.from('{}');
+/** The base route's answer: what answerBaseRoute writes, for the connection entry. */
+const BASE_ANSWER: ReadyAnswer = { headers: [...API_VERSION_HEADER, 'Content-Type', 'application/json', 'Content-Length', '2'], body: Buffer.from('{}') };
 
 /**
  * `GET`/`HEAD /v2/` (or `/v2`, any query) on a host that serves the registry API: the
  * version check every client starts with, and what a starting server answers first.
  */
 export function isBaseRoute(req: IncomingMessage, domain: string): boolean {
-  if (req.method !== 'GET' && req.method !== 'HEAD') return false;
-  const url = req.url ?? '';
+  return (req.method === 'GET' || req.method === 'HEAD') && isBaseTarget(req.url ?? '', req.headers.host, domain);
+}
+
+function isBaseTarget(url: string, host: string | undefined, domain: string): boolean {
   const query = url.indexOf('?');
   const path = query === -1 ? url : url.slice(0, query);
   if (path !== '/v2/' && path !== '/v2') return false;
-  const service = serviceFromHost(req.headers.host, domain);
+  const service = serviceFromHost(host, domain);
   return service === undefined || !EXPRESS_ONLY.has(service);
 }
 
@@ -96,7 +100,7 @@ export function answerBaseRoute(req: IncomingMessage, res: ServerResponse, { log
   startRequestLog(log, project, req, res, fields, () => clientIp(req));
   metrics.track(res, () => fields);
   res.setHeader(...API_VERSION_HEADER);
-  sendBytes(res, req, 200, BASE_BODY, 'application/json');
+  sendBytes(res, req, 200, BASE_ANSWER.body, 'application/json');
 }
 
 /**
@@ -114,7 +118,13 @@ export function answerBaseRoute(req: IncomingMessage, res: ServerResponse, { log
  * Metrics.track, sendError), and every request this entry does not fully recognise goes
  * to Express.
  */
-export function fastEntry(app: RequestListener, options: FastEntryOptions): RequestListener {
+export interface FastEntry {
+  listener: RequestListener;
+  /** The answers kept routes remember, for the connection entry (connection-entry.ts). */
+  remembered: RememberedAnswers;
+}
+
+export function fastEntry(app: RequestListener, options: FastEntryOptions): FastEntry {
   const services = new Set(options.generators.keys());
   const { log, metrics, manifests, project } = options;
 
@@ -160,43 +170,50 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
       const fields: RequestLogFields = { service: target.service, repository: target.repository, reference };
       startRequestLog(log, project, req, res, fields, () => clientIp(req));
     }
-    metrics.countAnswer(res, target.service, body?.length ?? 0);
+    metrics.countAnswer(target.service, res.destroyed ? 499 : 200, body?.length ?? 0);
     res.writeHead(200, ready.headers as string[]);
     res.end(body);
   };
 
-  /** The route's remembered answer, when it fits this request and is still fresh: written, and true. */
-  const answerRemembered = (req: IncomingMessage, res: ServerResponse, found: EntryRoute): boolean => {
+  /**
+   * The route's ready answer to a request with these Accept and If-None-Match headers: the
+   * remembered one while it is fresh, else ManifestServer.answerNow's (remembered for the
+   * next); undefined when serve() has to answer.
+   */
+  const readyAnswer = (found: EntryRoute, headers: Pick<IncomingHttpHeaders, 'accept' | 'if-none-match'>): ReadyAnswer | undefined => {
+    if (headers['if-none-match'] !== undefined || found.parsed === undefined) return undefined;
+    const { accept } = headers;
     const remembered = found.remembered;
-    if (remembered === undefined || req.headers.accept !== remembered.accept || req.headers['if-none-match'] !== undefined) return false;
-    const started = performance.now();
-    if (started >= remembered.freshUntil) {
+    if (remembered !== undefined && accept === remembered.accept) {
+      const started = performance.now();
+      if (started < remembered.freshUntil) {
+        // Counted as answerNow counts a tag's ready answer.
+        if (found.parsed.tag !== undefined) metrics.observeGeneration(found.generator.service, (performance.now() - started) / 1000);
+        return remembered.answer;
+      }
       found.remembered = undefined;
-      return false;
     }
-    // Counted as answerNow counts a tag's ready answer.
-    if (found.parsed?.tag !== undefined) metrics.observeGeneration(found.generator.service, (performance.now() - started) / 1000);
-    sendReady(req, res, remembered.answer, found.target, found.reference);
-    return true;
-  };
-
-  /** A manifest GET or HEAD on a route: its ready answer (remembered for the next), else ManifestServer.serve. */
-  const answerManifest = (req: IncomingMessage, res: ServerResponse, found: EntryRoute): void => {
-    const { target, generator, reference, parsed } = found;
-    const url = req.url!;
     let ready: AnswerNow | undefined;
     try {
-      ready = parsed && manifests.answerNow(req, generator, target, parsed);
+      ready = manifests.answerNow(headers, found.generator, found.target, found.parsed);
     } catch {
       // Thrown here it would take the process down; serve() meets it again and answers it.
-      ready = undefined;
+      return undefined;
     }
+    if (ready === undefined) return undefined;
+    if (ready.answer.body.length <= MAX_REMEMBERED_BYTES && (accept?.length ?? 0) <= MAX_REMEMBERED_ACCEPT) found.remembered = { accept, ...ready };
+    return ready.answer;
+  };
+
+  /** A manifest GET or HEAD on a route: its ready answer, else ManifestServer.serve's. */
+  const answerManifest = (req: IncomingMessage, res: ServerResponse, found: EntryRoute): void => {
+    const ready = readyAnswer(found, req.headers);
     if (ready) {
-      const accept = req.headers.accept;
-      if (ready.answer.body.length <= MAX_REMEMBERED_BYTES && (accept?.length ?? 0) <= MAX_REMEMBERED_ACCEPT) found.remembered = { accept, ...ready };
-      sendReady(req, res, ready.answer, target, reference);
+      sendReady(req, res, ready, found.target, found.reference);
       return;
     }
+    const { target, generator, reference } = found;
+    const url = req.url!;
     const { requestLog } = startAnswer(req, res, found);
     const baseUrl = `${requestProtocol(req)}://${req.headers.host ?? 'localhost'}`;
     manifests
@@ -227,10 +244,10 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
 
   const answerRoute = (req: IncomingMessage, res: ServerResponse, found: EntryRoute): void => {
     if (found.kind === 'blob') answerBlob(req, res, found);
-    else if (!answerRemembered(req, res, found)) answerManifest(req, res, found);
+    else answerManifest(req, res, found);
   };
 
-  return (req: IncomingMessage, res: ServerResponse) => {
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
     if (req.method === 'GET' || req.method === 'HEAD') {
       const kept = routes.get(req.url ?? '');
       if (kept !== undefined && kept.host === req.headers.host) {
@@ -246,6 +263,24 @@ export function fastEntry(app: RequestListener, options: FastEntryOptions): Requ
     if (found) answerRoute(req, res, found);
     else app(req, res);
   };
+
+  const remembered: RememberedAnswers = {
+    take(url, host, accept, head) {
+      // A request log line is written from node:http's request and response: those requests are node:http's.
+      if (log.isLevelEnabled('info')) return undefined;
+      const kept = routes.get(url);
+      if (kept !== undefined) {
+        const answer = kept.host === host ? readyAnswer(kept, { accept }) : undefined;
+        if (answer !== undefined) metrics.countAnswer(kept.target.service, 200, head ? 0 : answer.body.length);
+        return answer;
+      }
+      if (!isBaseTarget(url, host, options.domain)) return undefined;
+      metrics.countAnswer(NO_SERVICE, 200, head ? 0 : BASE_ANSWER.body.length);
+      return BASE_ANSWER;
+    },
+  };
+
+  return { listener, remembered };
 }
 
 function readReference(reference: string): Reference | undefined {

@@ -6,7 +6,7 @@ import { responseBytes } from './response-bytes.js';
 import { TallyHistogram } from './tally-histogram.js';
 
 /** The label for requests that reach no host (health checks, /metrics, index pages). */
-const NO_SERVICE = 'none';
+export const NO_SERVICE = 'none';
 
 type TasksPendingSource = () => number | Promise<number>;
 let tasksPendingSource: TasksPendingSource | undefined;
@@ -29,8 +29,8 @@ export interface Metrics {
   readonly middleware: RequestHandler;
   /** What the middleware does, for a response answered before Express: `fields` is read once it is done. */
   track(res: ServerResponse, fields: () => RequestLogFields | undefined): void;
-  /** What track counts, for a response about to be written in one call (status set, `bytes` of body). */
-  countAnswer(res: ServerResponse, service: string, bytes: number): void;
+  /** What track counts, for a response about to be written in one call: its status (499 if the client has gone) and `bytes` of body. */
+  countAnswer(service: string, status: number, bytes: number): void;
   /** `GET /metrics` in the Prometheus text format. */
   readonly handler: RequestHandler;
   /** Time a generator took to answer a tag (cache hits included). */
@@ -128,10 +128,8 @@ export function createMetrics(): Metrics {
   };
 
   // Counted as it is written, without a listener (one per response was a measurable share
-  // of a ready answer): a client already gone is a 499, as track would count it.
-  const countAnswer = (res: ServerResponse, service: string, bytes: number): void => {
-    tally.add(service, res.destroyed ? 499 : res.statusCode, bytes);
-  };
+  // of a ready answer).
+  const countAnswer = (service: string, status: number, bytes: number): void => tally.add(service, status, bytes);
 
   const middleware = (_req: Request, res: Response, next: NextFunction): void => {
     track(res, () => res.locals.fields as RequestLogFields | undefined);

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { ContentStore } from '../content/store.js';
 import { createBackend } from '../storage/index.js';
+import { installConnectionEntry } from './connection-entry.js';
 import { createLimitedServer } from './connections.js';
 import { probeStore } from '../storage/probe.js';
 import { StartupError } from './startup-error.js';
@@ -47,6 +48,7 @@ export async function startServer(
   const metrics = createMetrics();
   const gate = startGate({ domain: config.domain, project: config.project, log, metrics });
   const server = createLimitedServer(gate.listener, config, log);
+  const connections = installConnectionEntry(server, { headersTimeoutMs: config.headersTimeoutSeconds * 1000 });
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -64,6 +66,7 @@ export async function startServer(
     new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeIdleConnections();
+      connections.closeIdle();
     });
   let assembled;
   let app;
@@ -72,6 +75,7 @@ export async function startServer(
     assembled = await assembleServer(config, backend, log, metrics, dependencies);
     // Manifests are served from here on; Express may still be loading (assemble.ts).
     gate.open(assembled.entry);
+    connections.use(assembled.remembered);
     app = await assembled.app.catch(async (err: unknown) => {
       await assembled!.tasks.stop();
       throw err;
