@@ -23,6 +23,7 @@ import { MediaType } from '../src/oci/mediatypes.js';
 import { layoutDir, tarLayer, writeOciLayout } from './support/upstream-images.js';
 import { skopeoCopy } from './support/tools.js';
 import { until } from './support/kontain-process.js';
+import { oneLayerImage, writeDirCopy } from './support/static-tree.js';
 
 const MANIFEST = '/v2/static/app/manifests/v1';
 const ACCEPT = `Accept: ${MediaType.ociManifest}, ${MediaType.dockerManifest}`;
@@ -38,6 +39,7 @@ let nodeAlone: http.Server;
 let nodeAlonePort: number;
 const lines: Array<Record<string, unknown>> = [];
 let manifestBytes: Buffer;
+let bigManifestBytes: Buffer;
 let closed = false;
 let blobPath: string;
 
@@ -48,6 +50,12 @@ before(async () => {
   await mkdir(path.join(root, 'app', 'v1'), { recursive: true });
   await skopeoCopy(`oci:${image.dir}:v1`, `dir:${path.join(root, 'app', 'v1')}`, ['--quiet']);
   manifestBytes = await readFile(path.join(root, 'app', 'v1', 'manifest.json'));
+  // A manifest beyond the 16 KiB the entries keep whole: an image with a long annotation.
+  const small = oneLayerImage(Buffer.from('layer'));
+  const big = JSON.parse(small.manifest.toString()) as Record<string, unknown>;
+  big.annotations = { 'org.example.note': 'x'.repeat(20_000) };
+  bigManifestBytes = Buffer.from(JSON.stringify(big));
+  await writeDirCopy(path.join(root, 'big', 'v1'), { ...small, manifest: bigManifestBytes, digest: sha256(bigManifestBytes) });
   const layer = (JSON.parse(manifestBytes.toString()) as { layers: Array<{ digest: string }> }).layers[0]!.digest;
   blobPath = `/v2/static/app/blobs/${layer}`;
   const config = loadConfig({
@@ -137,6 +145,21 @@ test('a remembered manifest, GET and HEAD, and the base route are answered on th
   assert.equal(head!.headers, manifest!.headers);
   assert.equal(base!.body, '{}');
   assert.match(base!.headers, /\r\nDocker-Distribution-API-Version: registry\/2\.0\r\n/);
+});
+
+test('a manifest over 16 KiB is answered on the connection too, GET and HEAD', async () => {
+  const target = '/v2/static/big/manifests/v1';
+  await until('the entry to answer the big manifest', async () => {
+    const before = nodeRequests;
+    await exchange(kontain.port, get(target));
+    return nodeRequests === before;
+  });
+  const { answer, nodeRead } = await alike(get(target) + `HEAD ${target} HTTP/1.1\r\nHost: h\r\n${ACCEPT}\r\n\r\n`, 'a big manifest, and its HEAD');
+  assert.equal(nodeRead, 0);
+  const [whole, head] = answers(answer, [false, true]);
+  assert.equal(whole!.body, bigManifestBytes.toString('latin1'));
+  assert.match(whole!.headers, new RegExp(`\\r\\nDocker-Content-Digest: ${sha256(bigManifestBytes)}\\r\\n`));
+  assert.equal(head!.headers, whole!.headers);
 });
 
 test('pipelined requests, some answered on the connection and the rest by node:http, are answered in order', async () => {

@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ReadyAnswer } from '../registry/manifests.js';
+import { BoundedMap } from '../util/bounded-map.js';
 
 /** What the connection entry asks the fast entry (fast-entry.ts) for. */
 export interface RememberedAnswers {
@@ -21,6 +22,9 @@ export interface ConnectionEntry {
 
 /** A request head longer than this is left to node:http (which refuses beyond 16 KiB). */
 const MAX_PLAIN_HEAD = 8 * 1024;
+/** Answers whose bytes are kept, and the longest body kept with its head: as the fast entry's remembered answers. */
+const MAX_WRITTEN_ANSWERS = 1024;
+const MAX_WHOLE_BODY = 16 * 1024;
 /** What ends a request head. */
 const BLANK_LINE = '\r\n\r\n';
 /** One header line as RFC 9110 writes it: a token, a colon, a value of visible ASCII with inner spaces. */
@@ -43,12 +47,13 @@ const NOT_PLAIN = new Set([
   'if-unmodified-since',
 ]);
 
-/** An answer's bytes in the second `second`: GET's, and HEAD's (no body). */
+/** An answer's bytes on a connection kept alive, with the Date line of second `second`. */
 interface WrittenAnswer {
   second: number;
-  /** Bytes on a connection kept alive, and on one the answer closes. */
-  kept: { get: Buffer; head: Buffer };
-  closing: { get: Buffer; head: Buffer };
+  /** Status line and headers: HEAD's answer. */
+  head: Buffer;
+  /** And the body, for a body of up to MAX_WHOLE_BODY. */
+  whole: Buffer | undefined;
 }
 
 interface PlainRequest {
@@ -61,6 +66,14 @@ interface PlainRequest {
 }
 
 const ignore = () => undefined;
+
+/** The status line and the answer's headers, in order. */
+function headLines(answer: ReadyAnswer): string {
+  let text = 'HTTP/1.1 200 OK\r\n';
+  // The fast entry has written these through node:http's writeHead, which checks them.
+  for (let i = 0; i < answer.headers.length; i += 2) text += `${answer.headers[i]}: ${answer.headers[i + 1]}\r\n`;
+  return text;
+}
 
 /**
  * Answers the requests pulls repeat most, a manifest the fast entry remembers, on the
@@ -93,32 +106,41 @@ export function installConnectionEntry(server: Server, options: { headersTimeout
   if (typeof nodeListener !== 'function') throw new Error('node:http server has no connection listener');
   let answers: RememberedAnswers | undefined;
   const held = new Set<Socket>();
-  /** The answers' bytes, made again each second for its Date line: one write per answer is the cheapest. */
-  const written = new WeakMap<ReadyAnswer, WrittenAnswer>();
+  /**
+   * Answers' bytes as last written, the Date line's second with them: one write per answer
+   * is the cheapest. As many as the fast entry remembers answers (each at most its 16 KiB
+   * and the head); a longer body is written after its head, not copied.
+   */
+  const writtenAnswers = new BoundedMap<ReadyAnswer, WrittenAnswer>(MAX_WRITTEN_ANSWERS);
   let second = -1;
   let date = '';
 
-  const bytesOf = (answer: ReadyAnswer, request: PlainRequest): Buffer => {
+  const writeAnswer = (socket: Socket, answer: ReadyAnswer, request: PlainRequest): void => {
     const now = Date.now();
     if (Math.floor(now / 1000) !== second) {
       second = Math.floor(now / 1000);
       date = `Date: ${new Date(now).toUTCString()}\r\n`;
     }
-    let bytes = written.get(answer);
-    if (bytes === undefined || bytes.second !== second) {
-      let head = 'HTTP/1.1 200 OK\r\n';
-      // The fast entry has written these through node:http's writeHead, which checks them.
-      for (let i = 0; i < answer.headers.length; i += 2) head += `${answer.headers[i]}: ${answer.headers[i + 1]}\r\n`;
-      head += date;
+    if (request.close) {
+      // Once per connection at most: made each time.
+      socket.write(Buffer.from(`${headLines(answer)}${date}Connection: close\r\n\r\n`, 'latin1'));
+      if (!request.head) socket.write(answer.body);
+      return;
+    }
+    let written = writtenAnswers.get(answer);
+    if (written === undefined || written.second !== second) {
       // Connection and Keep-Alive as node:http writes them, and the blank line.
       const keepAliveSeconds = Math.floor(server.keepAliveTimeout / 1000);
-      const keptHead = Buffer.from(`${head}Connection: keep-alive\r\n${keepAliveSeconds > 0 ? `Keep-Alive: timeout=${keepAliveSeconds}\r\n` : ''}\r\n`, 'latin1');
-      const closingHead = Buffer.from(`${head}Connection: close\r\n\r\n`, 'latin1');
-      bytes = { second, kept: { head: keptHead, get: Buffer.concat([keptHead, answer.body]) }, closing: { head: closingHead, get: Buffer.concat([closingHead, answer.body]) } };
-      written.set(answer, bytes);
+      const head = Buffer.from(`${headLines(answer)}${date}Connection: keep-alive\r\n${keepAliveSeconds > 0 ? `Keep-Alive: timeout=${keepAliveSeconds}\r\n` : ''}\r\n`, 'latin1');
+      written = { second, head, whole: answer.body.length <= MAX_WHOLE_BODY ? Buffer.concat([head, answer.body]) : undefined };
+      writtenAnswers.set(answer, written);
     }
-    const forConnection = request.close ? bytes.closing : bytes.kept;
-    return request.head ? forConnection.head : forConnection.get;
+    if (request.head) socket.write(written.head);
+    else if (written.whole) socket.write(written.whole);
+    else {
+      socket.write(written.head);
+      socket.write(answer.body);
+    }
   };
 
   /**
@@ -138,7 +160,7 @@ export function installConnectionEntry(server: Server, options: { headersTimeout
       if (!answer) break;
       // Answers to pipelined requests go out together.
       if (answered++ === 1) socket.cork();
-      socket.write(bytesOf(answer, request!));
+      writeAnswer(socket, answer, request!);
       at = end + 4;
       // As node:http does, the connection ends with this answer and what follows is not read.
       if (request!.close) {
