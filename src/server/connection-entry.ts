@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
 import type { ReadyAnswer } from '../registry/manifests.js';
 import { BoundedMap } from '../util/bounded-map.js';
 
@@ -100,7 +101,7 @@ function headLines(answer: ReadyAnswer): string {
  * headers in order, then Date, Connection and Keep-Alive as node:http adds them; after a
  * `Connection: close` request the connection ends, as node:http ends it.
  */
-export function installConnectionEntry(server: Server, options: { headersTimeoutMs: number }): ConnectionEntry {
+export function installConnectionEntry(server: Server, options: { headersTimeoutMs: number; log: Logger }): ConnectionEntry {
   // node:http reads HTTP on a socket by its 'connection' listener, the first one a server has.
   const [nodeListener] = server.listeners('connection') as Array<(this: Server, socket: Socket) => void>;
   if (typeof nodeListener !== 'function') throw new Error('node:http server has no connection listener');
@@ -184,6 +185,15 @@ export function installConnectionEntry(server: Server, options: { headersTimeout
     /** The start of a request a read cut off, if the last read ended in one. */
     let unfinished: Buffer | undefined;
     const onData = (chunk: Buffer) => {
+      try {
+        readChunk(chunk);
+      } catch (err) {
+        // Thrown from a socket's event it would take the process down: this connection goes instead.
+        options.log.error({ err }, 'connection entry failed; the connection is closed');
+        socket.destroy();
+      }
+    };
+    const readChunk = (chunk: Buffer) => {
       const data = unfinished === undefined ? chunk : Buffer.concat([unfinished, chunk]);
       const answered = answerRequests(socket, data, from);
       if (answered === -1) return closeAfterAnswer();

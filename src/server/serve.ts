@@ -48,7 +48,7 @@ export async function startServer(
   const metrics = createMetrics();
   const gate = startGate({ domain: config.domain, project: config.project, log, metrics });
   const server = createLimitedServer(gate.listener, config, log);
-  const connections = installConnectionEntry(server, { headersTimeoutMs: config.headersTimeoutSeconds * 1000 });
+  const connections = installConnectionEntry(server, { headersTimeoutMs: config.headersTimeoutSeconds * 1000, log });
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
