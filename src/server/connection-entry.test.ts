@@ -46,3 +46,30 @@ test('an answer source that throws closes that connection, logged, and the serve
     await new Promise((resolve) => server.close(resolve));
   }
 });
+
+test("a server whose first connection listener is not node:http's is left to node:http, with a warning", async () => {
+  const lines: string[] = [];
+  const log = createLogger('warn', { write: (line: string) => void lines.push(line) });
+  const server = createServer((_req, res) => res.end('from node:http'));
+  server.prependListener('connection', function countConnections() {});
+  const entry = installConnectionEntry(server, { headersTimeoutMs: 5000, log });
+  let asked = 0;
+  entry.use({
+    take: () => {
+      asked++;
+      return undefined;
+    },
+  });
+  assert.equal(lines.length, 1);
+  assert.match(lines[0]!, /connection listener was not found/);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  try {
+    const answer = await exchange(port, 'GET /v2/x/manifests/latest HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
+    assert.match(answer, /\r\n\r\nfrom node:http$/);
+    assert.equal(asked, 0, 'the entry read nothing');
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});

@@ -102,9 +102,13 @@ function headLines(answer: ReadyAnswer): string {
  * `Connection: close` request the connection ends, as node:http ends it.
  */
 export function installConnectionEntry(server: Server, options: { headersTimeoutMs: number; log: Logger }): ConnectionEntry {
-  // node:http reads HTTP on a socket by its 'connection' listener, the first one a server has.
+  // node:http reads HTTP on a socket by its 'connection' listener, the first one a server
+  // has (its constructor adds it). Another one first: the entry stays out of the way.
   const [nodeListener] = server.listeners('connection') as Array<(this: Server, socket: Socket) => void>;
-  if (typeof nodeListener !== 'function') throw new Error('node:http server has no connection listener');
+  if (nodeListener?.name !== 'connectionListener') {
+    options.log.warn("node:http's connection listener was not found: remembered answers are written through node:http");
+    return { use: () => undefined, closeIdle: () => undefined };
+  }
   let answers: RememberedAnswers | undefined;
   const held = new Set<Socket>();
   /**
