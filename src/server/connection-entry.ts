@@ -3,6 +3,8 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { ReadyAnswer } from '../registry/manifests.js';
 import { BoundedMap } from '../util/bounded-map.js';
+// Written answers are bounded as the fast entry bounds its remembered ones.
+import { KEPT_ROUTES as MAX_WRITTEN_ANSWERS, MAX_REMEMBERED_BYTES as MAX_WHOLE_BODY } from './fast-entry.js';
 
 /** What the connection entry asks the fast entry (fast-entry.ts) for. */
 export interface RememberedAnswers {
@@ -23,9 +25,6 @@ export interface ConnectionEntry {
 
 /** A request head longer than this is left to node:http (which refuses beyond 16 KiB). */
 const MAX_PLAIN_HEAD = 8 * 1024;
-/** Answers whose bytes are kept, and the longest body kept with its head: as the fast entry's remembered answers. */
-const MAX_WRITTEN_ANSWERS = 1024;
-const MAX_WHOLE_BODY = 16 * 1024;
 /** What ends a request head. */
 const BLANK_LINE = '\r\n\r\n';
 /** One header line as RFC 9110 writes it: a token, a colon, a value of visible ASCII with inner spaces. */
@@ -121,10 +120,10 @@ export function installConnectionEntry(server: Server, options: { headersTimeout
   let date = '';
 
   const writeAnswer = (socket: Socket, answer: ReadyAnswer, request: PlainRequest): void => {
-    const now = Date.now();
-    if (Math.floor(now / 1000) !== second) {
-      second = Math.floor(now / 1000);
-      date = `Date: ${new Date(now).toUTCString()}\r\n`;
+    const now = Math.floor(Date.now() / 1000);
+    if (now !== second) {
+      second = now;
+      date = `Date: ${new Date(now * 1000).toUTCString()}\r\n`;
     }
     if (request.close) {
       // Once per connection at most: made each time.

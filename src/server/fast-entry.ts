@@ -43,14 +43,14 @@ const PLAIN_PATH = /^\/v2\/[A-Za-z0-9._\-/:%@+~]+$/;
  * by the URL alone, which is cheaper to look up than URL and Host together; a route holds
  * the Host it was read for, and another Host on the same URL reads its own in its place.
  */
-const KEPT_ROUTES = 1024;
+export const KEPT_ROUTES = 1024;
 /** Host and URL together, at most, of a kept route: both are the client's and held with it. */
 const MAX_KEPT_KEY = 512;
 /**
  * A kept route remembers its last ready answer only up to this size, so remembered
  * answers hold at most KEPT_ROUTES times this (16 MiB); a manifest is mostly a few KiB.
  */
-const MAX_REMEMBERED_BYTES = 16 * 1024;
+export const MAX_REMEMBERED_BYTES = 16 * 1024;
 /** The longest Accept line a remembered answer is kept with (as AcceptedTypes keeps them). */
 const MAX_REMEMBERED_ACCEPT = 1024;
 
